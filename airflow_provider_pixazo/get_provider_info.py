@@ -1,0 +1,69 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The connection form, declared as data: Airflow >= 3.2 builds the UI form from it without
+# importing the hook (or wtforms).
+CONNECTION_TYPE: dict[str, Any] = {
+    "connection-type": "pixazo",
+    "hook-class-name": "airflow_provider_pixazo.hooks.pixazo.PixazoHook",
+    "hook-name": "Pixazo",
+    "conn-fields": {
+        "timeout": {
+            "label": "Request timeout (seconds)",
+            "schema": {"type": ["number", "null"], "default": 30, "minimum": 1},
+            "description": "Seconds to wait for each answer from Pixazo before the call counts as failed.",
+        },
+    },
+    "ui-field-behaviour": {
+        "hidden-fields": ["schema", "port", "login", "extra"],
+        "relabeling": {"password": "API key", "host": "Gateway URL"},
+        "placeholders": {
+            "password": "Your Pixazo subscription key (Ocp-Apim-Subscription-Key)",
+            "host": "https://gateway.pixazo.ai",
+            "description": "Pixazo GPT Image gateway",
+        },
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider's hooks, operators, sensors, triggers, transfers, links and connection."""
+    return {
+        "package-name": "airflow-provider-pixazo",
+        "name": "Pixazo",
+        "description": "Generate and edit images with OpenAI GPT Image models through Pixazo's gateway.",
+        "versions": ["0.1.0"],
+        "integrations": [
+            {
+                "integration-name": "Pixazo",
+                "external-doc-url": "https://www.pixazo.ai/models/gpt-image",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {"integration-name": "Pixazo", "python-modules": ["airflow_provider_pixazo.hooks.pixazo"]},
+        ],
+        "operators": [
+            {"integration-name": "Pixazo", "python-modules": ["airflow_provider_pixazo.operators.pixazo"]},
+        ],
+        "sensors": [
+            {"integration-name": "Pixazo", "python-modules": ["airflow_provider_pixazo.sensors.pixazo"]},
+        ],
+        "triggers": [
+            {"integration-name": "Pixazo", "python-modules": ["airflow_provider_pixazo.triggers.pixazo"]},
+        ],
+        "transfers": [
+            {
+                "source-integration-name": "Pixazo",
+                "target-integration-name": "Common IO",
+                "python-module": "airflow_provider_pixazo.transfers.pixazo_to_object_storage",
+            }
+        ],
+        "extra-links": [
+            "airflow_provider_pixazo.links.pixazo.PixazoImageLink",
+        ],
+        "connection-types": [CONNECTION_TYPE],
+    }

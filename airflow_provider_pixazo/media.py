@@ -1,0 +1,102 @@
+"""
+Image bytes: recognising PNG, JPEG and WebP by their magic bytes, and turning inputs into data URIs.
+
+The edit operator reads local files and object-storage URIs through here; the transfer checks every
+download against the media type Pixazo announced.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+from airflow_provider_pixazo.exceptions import PixazoValidationError
+
+__all__ = [
+    "EXTENSIONS",
+    "MAX_INPUT_IMAGE_BYTES",
+    "extension_for",
+    "image_to_reference",
+    "sniff_media_type",
+]
+
+#: File extension written for each media type Pixazo returns.
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+# OpenAI's image edit endpoint takes input images under 50 MB each; Pixazo is silent and
+# forwards them, so we refuse larger ones before paying for a doomed request.
+MAX_INPUT_IMAGE_BYTES = 50 * 1024 * 1024
+
+#: Bytes needed to recognise any supported format.
+SNIFF_BYTES = 12
+
+
+def sniff_media_type(head: bytes) -> str | None:
+    """The media type that ``head`` (the first bytes of a file) starts, or None if not an image we know."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def extension_for(media_type: str | None, head: bytes = b"") -> str:
+    """The file extension for ``media_type``, falling back to the bytes when the type is generic."""
+    if media_type in EXTENSIONS:
+        return EXTENSIONS[media_type]
+    sniffed = sniff_media_type(head)
+    return EXTENSIONS[sniffed] if sniffed else "bin"
+
+
+def image_to_reference(source: Any, *, parameter: str, max_bytes: int = MAX_INPUT_IMAGE_BYTES) -> str:
+    """
+    Turn one input image into what Pixazo accepts: an https URL or a ``data:image/...;base64`` URI.
+
+    https URLs and data URIs pass through (Pixazo fetches or decodes them). Anything else (a local
+    path, ``file://``, ``s3://``, ``gs://``... or an ``ObjectStoragePath``) is read through Airflow's
+    ``ObjectStoragePath``, checked for size and PNG/JPEG/WebP magic bytes, and encoded.
+
+    :param source: the image reference given by the user.
+    :param parameter: the parameter name to use in errors (``images[0]``, ``mask``).
+    :param max_bytes: the largest file accepted.
+    :raises PixazoValidationError: for http URLs, unreadable paths, files too big or not images.
+    """
+    if isinstance(source, str):
+        text = source.strip()
+        if text.startswith(("https://", "data:")):
+            return text
+        if text.startswith("http://"):
+            raise PixazoValidationError(parameter, source, "Pixazo fetches input images over https only")
+        if not text:
+            raise PixazoValidationError(parameter, source, "a path, an object storage URI or an https URL")
+    # Imported here: ObjectStoragePath pulls in fsspec, which a DAG file parse should not pay for.
+    from airflow.sdk import ObjectStoragePath
+
+    try:
+        path = source if isinstance(source, ObjectStoragePath) else ObjectStoragePath(_as_uri(source))
+        size = path.stat().st_size
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise PixazoValidationError(parameter, str(source), "a file that exists") from None
+    except Exception as err:
+        raise PixazoValidationError(parameter, str(source), f"a readable image ({type(err).__name__}: {err})") from None
+    if size > max_bytes:
+        raise PixazoValidationError(
+            parameter, str(source), f"images up to {max_bytes // (1024 * 1024)} MB (this one is {size:,} bytes)"
+        )
+    if size == 0:
+        raise PixazoValidationError(parameter, str(source), "a non-empty PNG, JPEG or WebP file")
+    with path.open("rb") as handle:
+        data = handle.read(max_bytes + 1)
+    media_type = sniff_media_type(data[:SNIFF_BYTES])
+    if media_type is None:
+        raise PixazoValidationError(parameter, str(source), "a PNG, JPEG or WebP image (checked by its first bytes)")
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _as_uri(source: Any) -> str:
+    text = str(source)
+    # A bare path is a local file; ObjectStoragePath needs a scheme to pick the file system.
+    return text if "://" in text else f"file://{os.path.abspath(os.path.expanduser(text))}"
