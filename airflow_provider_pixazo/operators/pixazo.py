@@ -1,0 +1,363 @@
+"""
+Operators that submit Pixazo image requests.
+
+Both return the Pixazo ``request_id`` (XCom ``return_value``). With ``wait_for_completion=True`` they
+also wait for the result — deferring to :class:`~airflow_provider_pixazo.triggers.pixazo.PixazoRequestTrigger`
+when ``deferrable``, polling otherwise — and push it under the XCom key ``pixazo_result``.
+
+A submit costs money, so a retried try does not submit again while the request an earlier try made
+for the same parameters is still queued, processing or completed: the request id is kept in Airflow's
+task state store (Airflow >= 3.3, through :class:`ResumableJobMixin`). On Airflow 3.2, which has no
+task state store, every try submits anew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_pixazo.events import RESULT_XCOM_KEY, result_from_event
+from airflow_provider_pixazo.exceptions import (
+    PixazoNotFoundError,
+    PixazoRequestErroredError,
+    PixazoRequestFailedError,
+    PixazoTimeoutError,
+    PixazoValidationError,
+)
+from airflow_provider_pixazo.links.pixazo import image_links, persist_media_urls
+from airflow_provider_pixazo.models import (
+    DEFAULT_MODEL,
+    RequestResult,
+    RequestStatus,
+    SubmitRequest,
+    build_edit_request,
+    build_generate_request,
+)
+
+try:
+    from airflow.sdk import ResumableJobMixin
+except ImportError:  # Airflow 3.2: no task state store; this stand-in submits on every try.
+    from airflow.providers.common.compat.sdk import ResumableJobMixin
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from pydantic import JsonValue
+
+    from airflow_provider_pixazo.hooks.pixazo import PixazoHook
+
+__all__ = ["PixazoEditImageOperator", "PixazoGenerateImageOperator"]
+
+# Remote statuses in which an earlier try's request can still be waited on instead of paid again.
+_ACTIVE = frozenset({RequestStatus.QUEUED.value, RequestStatus.PROCESSING.value})
+# What get_job_status reports for a stored request that no longer applies.
+_SUPERSEDED = "SUPERSEDED"  # the task's parameters changed since it was submitted
+_UNKNOWN = "UNKNOWN"  # Pixazo does not know the id any more
+
+
+def _default_deferrable() -> bool:
+    from airflow.sdk.configuration import conf
+
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
+    """Shared machinery of the submit operators: validation, paying once, waiting, publishing."""
+
+    template_fields: Sequence[str] = (
+        "prompt",
+        "model",
+        "size",
+        "quality",
+        "background",
+        "n",
+        "output_format",
+        "output_compression",
+        "moderation",
+        "extra_params",
+        "webhook_url",
+        "webhook_mode",
+        "pixazo_conn_id",
+    )
+    template_fields_renderers = {"extra_params": "json"}
+    ui_color = "#f3e8ff"
+    operator_extra_links = image_links()
+    # The task state store key; renaming it would orphan requests of tries already in flight.
+    external_id_key = "pixazo_request"
+
+    def __init__(
+        self,
+        *,
+        prompt: str,
+        model: str = DEFAULT_MODEL,
+        size: str | None = None,
+        quality: str | None = None,
+        background: str | None = None,
+        n: int | None = None,
+        output_format: str | None = None,
+        output_compression: int | None = None,
+        moderation: str | None = None,
+        extra_params: dict[str, Any] | None = None,
+        webhook_url: str | None = None,
+        webhook_mode: str | None = None,
+        wait_for_completion: bool = False,
+        deferrable: bool | None = None,
+        poll_interval: float = 10.0,
+        timeout: float | timedelta = 3600.0,
+        pixazo_conn_id: str = "pixazo_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.prompt = prompt
+        self.model = model
+        self.size = size
+        self.quality = quality
+        self.background = background
+        self.n = n
+        self.output_format = output_format
+        self.output_compression = output_compression
+        self.moderation = moderation
+        self.extra_params = extra_params
+        self.webhook_url = webhook_url
+        self.webhook_mode = webhook_mode
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self.poll_interval = float(poll_interval)
+        self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        self.pixazo_conn_id = pixazo_conn_id
+        if self.poll_interval <= 0:
+            raise PixazoValidationError("poll_interval", poll_interval, "a positive number of seconds")
+        if self.timeout <= 0:
+            raise PixazoValidationError("timeout", timeout, "a positive number of seconds")
+
+    @cached_property
+    def hook(self) -> PixazoHook:
+        """The hook for ``pixazo_conn_id`` (imported on first use: DAG parsing never pays for it)."""
+        from airflow_provider_pixazo.hooks.pixazo import PixazoHook
+
+        return PixazoHook(self.pixazo_conn_id)
+
+    # -- the task -------------------------------------------------------------------------------
+
+    def build_request(self) -> SubmitRequest:
+        """Validate the rendered parameters into a request; raises before any HTTP call."""
+        raise NotImplementedError
+
+    def _output_params(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "size": self.size,
+            "quality": self.quality,
+            "background": self.background,
+            "n": self.n,
+            "output_format": self.output_format,
+            "output_compression": self.output_compression,
+            "moderation": self.moderation,
+            "extra_params": self.extra_params,
+            "webhook_url": self.webhook_url,
+            "webhook_mode": self.webhook_mode,
+        }
+
+    def execute(self, context: Context) -> str:
+        """Validate, submit once (or reuse an earlier try's request), optionally wait; return the request id."""
+        self._request = self.build_request()
+        self._fingerprint = _fingerprint(self._request)
+        request_id: str = self.execute_resumable(context)
+        if not self.wait_for_completion:
+            # No images yet; an empty list lets the image links answer "none" without an XCom miss.
+            persist_media_urls(context, [])
+        return request_id
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+        """Resume after the trigger fired: publish the result, or fail with Pixazo's reason."""
+        result = result_from_event(event)
+        return self._publish(context, result)
+
+    # -- ResumableJobMixin ----------------------------------------------------------------------
+
+    def submit_job(self, context: Context) -> JsonValue:
+        """Pay for one request; the returned dict is what the task state store keeps."""
+        submission = self.hook.submit(self._request)
+        return {"request_id": submission.request_id, "fingerprint": self._fingerprint}
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        """Status of the request an earlier try stored, or why it no longer applies."""
+        request_id, fingerprint = _unpack(external_id)
+        if fingerprint != self._fingerprint:
+            self.log.info("Parameters changed since request %s was submitted; submitting anew", request_id)
+            return _SUPERSEDED
+        try:
+            return self.hook.get_status(request_id).status.value
+        except PixazoNotFoundError:
+            return _UNKNOWN
+
+    def is_job_active(self, status: str) -> bool:
+        """QUEUED and PROCESSING requests are waited on, not paid again."""
+        return status in _ACTIVE
+
+    def is_job_succeeded(self, status: str) -> bool:
+        """A COMPLETED request is reused as it is."""
+        return status == RequestStatus.COMPLETED.value
+
+    # The mixin returns this method's value as the task's on reconnection, so it returns the request id.
+    def poll_until_complete(self, external_id: Any, context: Context) -> str:  # type: ignore[override]
+        """Wait when asked to (deferring or polling); return what the task returns."""
+        request_id, _ = _unpack(external_id)
+        if not self.wait_for_completion:
+            return request_id
+        if self.deferrable:
+            from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
+
+            self.defer(
+                trigger=PixazoRequestTrigger(
+                    request_id=request_id,
+                    pixazo_conn_id=self.pixazo_conn_id,
+                    poll_interval=self.poll_interval,
+                    timeout=self.timeout,
+                ),
+                method_name="execute_complete",
+            )
+        return self._publish(context, self._poll(request_id))
+
+    def get_job_result(self, external_id: Any, context: Context) -> str:
+        """The request id; with wait_for_completion, the result of a request already completed is published too."""
+        request_id, _ = _unpack(external_id)
+        if self.wait_for_completion and not getattr(self, "_published", False):
+            return self._publish(context, _raise_for_terminal(self.hook.get_status(request_id)))
+        return request_id
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _poll(self, request_id: str) -> RequestResult:
+        deadline = time.monotonic() + self.timeout
+        last: RequestStatus | None = None
+        while True:
+            result = self.hook.get_status(request_id)
+            if result.status is not last:
+                self.log.info("Pixazo request %s is %s", request_id, result.status.value)
+                last = result.status
+            if result.status.is_terminal:
+                return _raise_for_terminal(result)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PixazoTimeoutError(request_id, self.timeout, last.value)
+            time.sleep(min(self.poll_interval, remaining))
+
+    def _publish(self, context: Context, result: RequestResult) -> str:
+        context["ti"].xcom_push(key=RESULT_XCOM_KEY, value=result.to_dict())
+        persist_media_urls(context, list(result.media_urls))
+        self._published = True
+        self.log.info(
+            "Pixazo request %s COMPLETED with %d image(s): %s",
+            result.request_id,
+            len(result.media_urls),
+            ", ".join(result.media_urls),
+        )
+        return result.request_id
+
+
+class PixazoGenerateImageOperator(_PixazoSubmitOperator):
+    """
+    Generate images from a text prompt with GPT Image 2 or GPT Image 1.5 through Pixazo.
+
+    Every parameter is checked against the model's rules before any HTTP call, and the error names the
+    parameter, the value and what is allowed. Parameters left as None are not sent (Pixazo's defaults).
+
+    :param prompt: what to draw (templated).
+    :param model: ``"gpt-image-2"`` (default) or ``"gpt-image-1.5"``.
+    :param size: ``"1024x1024"``, ``"1536x1024"``, ``"1024x1536"``, ``"auto"``; gpt-image-2 adds
+        ``2048x2048``, ``2048x1152``, ``3840x2160``, ``2160x3840`` and custom ``WxH``.
+    :param quality: ``low``, ``medium``, ``high`` or ``auto``.
+    :param background: ``opaque`` or ``auto``; ``transparent`` on gpt-image-1.5 only (png/webp).
+    :param n: number of images, 1-10.
+    :param output_format: ``png``, ``jpeg`` or ``webp``.
+    :param output_compression: 0-100, for jpeg/webp on gpt-image-2.
+    :param moderation: ``auto`` or ``low`` (gpt-image-2).
+    :param extra_params: further API fields sent as they are (for fields newer than this provider).
+    :param webhook_url: https URL Pixazo calls back when the request ends (``X-Webhook-URL``).
+    :param webhook_mode: ``terminal`` (default) or ``sync``.
+    :param wait_for_completion: also wait for the images; the result goes to XCom key ``pixazo_result``.
+    :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators]
+        default_deferrable``).
+    :param poll_interval: seconds between status checks while waiting (grows gently when deferred).
+    :param timeout: seconds to wait before failing with the request id, so it can be checked later.
+    :param pixazo_conn_id: the Pixazo connection.
+    :param durable: keep the request id in the task state store so a retried try does not pay twice
+        (default True; Airflow >= 3.3).
+    """
+
+    def build_request(self) -> SubmitRequest:
+        """Validate the rendered parameters into a text-to-image request."""
+        return build_generate_request(self.prompt, **self._output_params())
+
+
+class PixazoEditImageOperator(_PixazoSubmitOperator):
+    """
+    Edit images with GPT Image 2 through Pixazo: in-painting with a mask, or combining references.
+
+    :param prompt: the edit instruction (templated).
+    :param images: one image or a list (templated): https URLs, ``data:image/...`` URIs, local paths,
+        or object storage URIs (``file://``, ``s3://``...) — the last two are read, checked (PNG, JPEG
+        or WebP by their bytes; at most 50 MB) and sent as data URIs.
+    :param mask: optional PNG mask, same forms (templated); white areas are edited. It applies to the
+        first image.
+    :param images_conn_id: Airflow connection used to read object-storage inputs (e.g. an AWS one).
+    :param model: a model that can edit (``"gpt-image-2"``).
+
+    All other parameters are as for :class:`PixazoGenerateImageOperator`.
+    """
+
+    template_fields: Sequence[str] = (*_PixazoSubmitOperator.template_fields, "images", "mask")
+
+    def __init__(
+        self,
+        *,
+        prompt: str,
+        images: str | Sequence[str],
+        mask: str | None = None,
+        images_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(prompt=prompt, **kwargs)
+        self.images = images
+        self.mask = mask
+        self.images_conn_id = images_conn_id
+
+    def build_request(self) -> SubmitRequest:
+        """Read local and object-storage inputs into data URIs, then validate the edit."""
+        from airflow_provider_pixazo.media import image_to_reference
+
+        images = [self.images] if isinstance(self.images, str) else list(self.images or [])
+        references = [
+            image_to_reference(image, parameter=f"images[{i}]", conn_id=self.images_conn_id)
+            for i, image in enumerate(images)
+        ]
+        mask = (
+            None if self.mask is None else image_to_reference(self.mask, parameter="mask", conn_id=self.images_conn_id)
+        )
+        return build_edit_request(self.prompt, references, mask=mask, **self._output_params())
+
+
+def _fingerprint(request: SubmitRequest) -> str:
+    canonical = json.dumps([request.path, request.body, request.headers], sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _unpack(external_id: Any) -> tuple[str, str | None]:
+    if isinstance(external_id, dict):
+        return str(external_id.get("request_id")), external_id.get("fingerprint")
+    return str(external_id), None
+
+
+def _raise_for_terminal(result: RequestResult) -> RequestResult:
+    if result.status is RequestStatus.FAILED:
+        raise PixazoRequestFailedError(result.request_id, result.error)
+    if result.status is RequestStatus.ERROR:
+        raise PixazoRequestErroredError(result.request_id, result.error)
+    return result

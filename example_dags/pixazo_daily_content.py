@@ -1,0 +1,71 @@
+"""
+Daily content: a list of prompts becomes images in object storage every day.
+
+Per prompt (a mapped task group, so each prompt moves on as soon as it is ready):
+generate (submit, capped by the ``pixazo`` pool) -> wait (deferrable sensor, no worker slot held)
+-> store (stream the images into ``destination``, emitting an asset event).
+
+Set the Airflow Variable ``pixazo_destination`` to any ``ObjectStoragePath`` URI (``s3://bucket/x``
+with ``pixazo_destination_conn_id`` naming an AWS connection, ``gs://``...); it defaults to local disk.
+Create the pool once: ``airflow pools set pixazo 4 "Pixazo submits"`` — it bounds how many submits
+(and so how much spend and how many requests per second) run at once, however long the prompt list.
+"""
+
+from __future__ import annotations
+
+import pendulum
+
+from airflow.sdk import DAG, Asset, task_group
+from airflow_provider_pixazo.operators.pixazo import PixazoGenerateImageOperator
+from airflow_provider_pixazo.sensors.pixazo import PixazoRequestSensor
+from airflow_provider_pixazo.transfers.pixazo_to_object_storage import PixazoToObjectStorageOperator
+
+PROMPTS = [
+    "A lighthouse on a basalt cliff at dawn, watercolour",
+    "A bowl of ramen seen from above, studio lighting",
+    "An isometric city block made of paper, soft shadows",
+    "A red fox asleep in fresh snow, telephoto photograph",
+]
+
+DAILY_IMAGES = Asset(name="pixazo_daily_images", uri="file:///pixazo/daily-images")
+
+with DAG(
+    dag_id="pixazo_daily_content",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["pixazo", "example"],
+    doc_md=__doc__,
+) as dag:
+
+    @task_group
+    def one_image(prompt: str) -> None:
+        generate = PixazoGenerateImageOperator(
+            task_id="generate",
+            prompt=prompt,
+            model="gpt-image-2",
+            size="1024x1024",
+            quality="low",
+            output_format="png",
+            pool="pixazo",
+            retries=2,
+        )
+        wait = PixazoRequestSensor(
+            task_id="wait",
+            request_id=generate.output,
+            deferrable=True,
+            poke_interval=5,
+            timeout=1800,
+        )
+        store = PixazoToObjectStorageOperator(
+            task_id="store",
+            request_id=generate.output,
+            destination="{{ var.value.get('pixazo_destination', 'file:///tmp/pixazo-images') }}",
+            dest_conn_id="{{ var.value.get('pixazo_destination_conn_id', '') or None }}",
+            provenance={"prompt": prompt, "model": "gpt-image-2", "size": "1024x1024", "quality": "low"},
+            outlets=[DAILY_IMAGES],
+        )
+        generate >> wait >> store
+
+    one_image.expand(prompt=PROMPTS)
