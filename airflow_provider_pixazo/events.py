@@ -19,6 +19,7 @@ from airflow_provider_pixazo.exceptions import (
     PixazoRequestErroredError,
     PixazoRequestFailedError,
     PixazoTimeoutError,
+    PixazoWaitAbortedError,
 )
 from airflow_provider_pixazo.models import RequestResult
 
@@ -37,7 +38,7 @@ class WaitOutcome(enum.StrEnum):
     TIMEOUT = "timeout"  # the deadline passed; the request may still finish
     AUTH = "auth"  # the API key was refused while waiting
     NOT_FOUND = "not_found"  # Pixazo does not know the request id
-    INVALID = "invalid"  # the trigger could not start (bad request id, unusable connection)
+    INVALID = "invalid"  # waiting cannot go on (bad request id, unusable connection, 400/402)
 
 
 def make_event_payload(
@@ -92,4 +93,4 @@ def result_from_event(event: Any) -> RequestResult:
         raise PixazoAuthError(message, http_status=int(event.get("http_status") or 401), request_id=request_id)
     if outcome is WaitOutcome.NOT_FOUND:
         raise PixazoNotFoundError(message, http_status=404, request_id=request_id)
-    raise PixazoError(message or f"Waiting for Pixazo request {request_id} could not start")
+    raise PixazoWaitAbortedError(message or f"Waiting for Pixazo request {request_id} could not go on")

@@ -19,6 +19,7 @@ instead of spending its retries (and, for submits, the user's money)::
     ├── PixazoRequestFailedError     the request ended FAILED (Pixazo's reason)   [terminal]
     ├── PixazoRequestErroredError    the request ended ERROR (system error, not charged) [terminal]
     ├── PixazoTimeoutError           waited longer than the timeout               [terminal]
+    ├── PixazoWaitAbortedError       a wait stopped for a reason retrying cannot fix [terminal]
     └── PixazoDownloadError          a media file arrived short or damaged        [transient]
 
 ``transient`` errors are retried by the hook with backoff; if they persist they reach the task,
@@ -47,6 +48,7 @@ __all__ = [
     "PixazoTimeoutError",
     "PixazoTransportError",
     "PixazoValidationError",
+    "PixazoWaitAbortedError",
 ]
 
 
@@ -209,6 +211,10 @@ class PixazoTimeoutError(PixazoError, AirflowFailException):
             f"(last status: {last_status or 'unknown'}). It may still complete: check it later with "
             f"PixazoRequestSensor(request_id={request_id!r}) or GET /v2/requests/status/{request_id}."
         )
+
+
+class PixazoWaitAbortedError(PixazoError, AirflowFailException):
+    """Waiting for a request stopped for a reason retrying cannot fix (unusable connection, 400, 402)."""
 
 
 class PixazoDownloadError(PixazoError):

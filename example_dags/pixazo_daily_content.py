@@ -14,8 +14,8 @@ Create the pool once: ``airflow pools set pixazo 4 "Pixazo submits"`` — it bou
 from __future__ import annotations
 
 import pendulum
-
 from airflow.sdk import DAG, Asset, task_group
+
 from airflow_provider_pixazo.operators.pixazo import PixazoGenerateImageOperator
 from airflow_provider_pixazo.sensors.pixazo import PixazoRequestSensor
 from airflow_provider_pixazo.transfers.pixazo_to_object_storage import PixazoToObjectStorageOperator

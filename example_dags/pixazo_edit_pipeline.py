@@ -11,8 +11,8 @@ import struct
 import zlib
 
 import pendulum
-
 from airflow.sdk import DAG, task
+
 from airflow_provider_pixazo.operators.pixazo import PixazoEditImageOperator, PixazoGenerateImageOperator
 from airflow_provider_pixazo.transfers.pixazo_to_object_storage import PixazoToObjectStorageOperator
 

@@ -7,7 +7,6 @@ The asset event's ``extra`` carries the request id, the written URIs and the mod
 from __future__ import annotations
 
 import pendulum
-
 from airflow.sdk import DAG, Asset, task
 
 DAILY_IMAGES = Asset(name="pixazo_daily_images", uri="file:///pixazo/daily-images")

@@ -8,8 +8,8 @@ under the key ``pixazo_result``, and the task's extra links open each image.
 from __future__ import annotations
 
 import pendulum
-
 from airflow.sdk import DAG
+
 from airflow_provider_pixazo.operators.pixazo import PixazoGenerateImageOperator
 
 with DAG(

@@ -52,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             env["AIRFLOW_CONN_PIXAZO_DEFAULT"] = json.dumps({"conn_type": "pixazo", "password": api_key})
         else:
             emulator = subprocess.Popen(
-                [sys.executable, "-m", "airflow_provider_pixazo.testing.emulator", "--port", "0"]
-                + ["--queued-seconds", "1", "--processing-seconds", "2"],
+                [
+                    *(sys.executable, "-m", "airflow_provider_pixazo.testing.emulator", "--port", "0"),
+                    *("--queued-seconds", "1", "--processing-seconds", "2"),
+                ],
                 stdout=subprocess.PIPE,
                 text=True,
                 env={**env, "PIXAZO_EMULATOR_API_KEY": "pixazo-demo-key"},

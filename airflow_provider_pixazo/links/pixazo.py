@@ -1,0 +1,90 @@
+"""
+Extra links to the images a Pixazo task produced, shown as buttons on the task in the Airflow UI.
+
+The task pushes its media URLs once, with :func:`persist_media_urls`. When it finishes, Airflow
+calls each link's :meth:`PixazoImageLink.get_link` on the worker and stores the answer under the
+link's own :attr:`~PixazoImageLink.xcom_key`; the UI then reads that key. Airflow serializes a
+link as ``{name: xcom_key}``, so both are unique per image index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from airflow.sdk import BaseOperatorLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator, Context
+    from airflow.sdk.types import TaskInstanceKey
+
+__all__ = ["MEDIA_URLS_XCOM_KEY", "PixazoImageLink", "image_links", "persist_media_urls"]
+
+#: XCom key under which a task pushes the list of its media URLs.
+MEDIA_URLS_XCOM_KEY = "pixazo_media_urls"
+
+#: How many image buttons operators show by default (Pixazo makes at most 10 images per request).
+DEFAULT_LINK_COUNT = 10
+
+
+@attrs.define()
+class PixazoImageLink(BaseOperatorLink):
+    """
+    A link to one generated image.
+
+    :param index: which image (0-based) of the task's media URLs this link opens.
+    """
+
+    index: int = attrs.field(default=0)
+
+    @index.validator
+    def _check_index(self, attribute: Any, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"PixazoImageLink index must be an integer >= 0, got {value!r}")
+
+    @property
+    def name(self) -> str:
+        """The button label: ``Pixazo image 1`` for index 0."""
+        return f"Pixazo image {self.index + 1}"
+
+    @property
+    def xcom_key(self) -> str:
+        """Where Airflow stores this link's URL; unique per index, else every button opens one image."""
+        return f"_link_{type(self).__name__}_{self.index}"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        """
+        The URL of image ``index``, or ``""`` when the task pushed fewer images (or none).
+
+        :param operator: the task this link belongs to.
+        :param ti_key: the task instance to read the media URLs of.
+        """
+        from airflow.sdk.execution_time.xcom import XCom
+
+        urls = XCom.get_value(ti_key=ti_key, key=MEDIA_URLS_XCOM_KEY)
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, Sequence) or self.index >= len(urls):
+            return ""
+        url = urls[self.index]
+        return url if isinstance(url, str) else ""
+
+
+def image_links(count: int = DEFAULT_LINK_COUNT) -> tuple[PixazoImageLink, ...]:
+    """
+    Links for the first ``count`` images, for an operator's ``operator_extra_links``.
+
+    :param count: how many image buttons to offer.
+    """
+    return tuple(PixazoImageLink(index=i) for i in range(count))
+
+
+def persist_media_urls(context: Context, media_urls: Sequence[str]) -> None:
+    """
+    Push the media URLs of a finished request to XCom, where :class:`PixazoImageLink` finds them.
+
+    :param context: the task's execution context.
+    :param media_urls: the URLs, in order (``RequestResult.media_urls``).
+    """
+    context["ti"].xcom_push(key=MEDIA_URLS_XCOM_KEY, value=list(media_urls))

@@ -1,0 +1,147 @@
+"""The sensor that waits for a Pixazo request submitted elsewhere (another task, another system)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from airflow_provider_pixazo.events import RESULT_XCOM_KEY, result_from_event
+from airflow_provider_pixazo.exceptions import PixazoError, PixazoRequestErroredError, PixazoRequestFailedError
+from airflow_provider_pixazo.hooks.pixazo import PixazoHook
+from airflow_provider_pixazo.links.pixazo import image_links, persist_media_urls
+from airflow_provider_pixazo.models import RequestResult, RequestStatus, validate_request_id
+from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["PixazoRequestSensor"]
+
+
+class PixazoRequestSensor(BaseSensorOperator):
+    """
+    Wait until a Pixazo request is COMPLETED; fail at once if it ends FAILED or ERROR.
+
+    The return value (XCom ``return_value``, also pushed under
+    :data:`~airflow_provider_pixazo.events.RESULT_XCOM_KEY`) is the request's result as a dict:
+    ``request_id, status, media_urls, media_type, error, model_id, created_at, updated_at,
+    completed_at``. The media URLs are pushed for the "Pixazo image N" extra links too.
+
+    Transient errors (5xx, 429, network), once the hook's retries are spent, count as "not yet":
+    a network blip never fails the sensor; its ``timeout`` still applies.
+
+    :param request_id: the Pixazo request id to wait for (templated), e.g. from a submit task's XCom.
+    :param pixazo_conn_id: the Airflow connection holding the Pixazo API key (templated).
+    :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to
+        ``[operators] default_deferrable``.
+    :param poke_interval: seconds between polls (in deferrable mode, the trigger's first interval;
+        it then grows gently up to a minute).
+    :param timeout: seconds to wait before failing with a timeout; the request may still finish later.
+    """
+
+    template_fields: Sequence[str] = ("request_id", "pixazo_conn_id")
+    operator_extra_links = image_links()
+    ui_color = "#f4e8ff"
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        pixazo_conn_id: str = PixazoHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: float = 10,
+        timeout: float = 3600,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        self.request_id = request_id
+        self.pixazo_conn_id = pixazo_conn_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> PixazoHook:
+        """The Pixazo hook, made once per task."""
+        return PixazoHook(pixazo_conn_id=self.pixazo_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        """Wait for the request, in the worker or (``deferrable=True``) in the triggerer."""
+        self.request_id = validate_request_id(self.request_id)
+        if not self.deferrable:
+            return super().execute(context)
+        try:
+            result = self._check(context)
+        except AirflowFailException as err:
+            if self.soft_fail or self.never_fail:
+                raise AirflowSkipException(f"Skipping: {err}") from err
+            raise
+        if result is not None:
+            return result
+        self.defer(
+            trigger=PixazoRequestTrigger(
+                request_id=self.request_id,
+                pixazo_conn_id=self.pixazo_conn_id,
+                # A trigger polls at least a second apart: poke_interval=0 makes sense in poke mode only.
+                poll_interval=max(self.poke_interval, 1.0),
+                timeout=self.timeout,
+            ),
+            method_name="execute_complete",
+        )
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """Check once: done with the result when COMPLETED, raise when FAILED or ERROR, else False."""
+        result = self._check(context)
+        if result is None:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=result)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """
+        Resume after the trigger fired: return the result, or raise the error matching its outcome.
+
+        :param context: the task's execution context.
+        :param event: the trigger's event payload (see :mod:`airflow_provider_pixazo.events`).
+        """
+        try:
+            result = result_from_event(event)
+        except PixazoError as err:
+            self.log.error("%s", err)
+            raise
+        return self._finish(context, result)
+
+    def _check(self, context: Context) -> dict[str, Any] | None:
+        """The result dict when COMPLETED, None while waiting (or after a transient error)."""
+        request_id = validate_request_id(self.request_id)
+        try:
+            result = self.hook.get_status(request_id)
+        except PixazoError as err:
+            if not err.transient:
+                raise
+            self.log.warning("Could not read the status of Pixazo request %s; will try again: %s", request_id, err)
+            return None
+        if result.status is RequestStatus.FAILED:
+            self.log.error("Pixazo request %s FAILED: %s", request_id, result.error)
+            raise PixazoRequestFailedError(request_id, result.error)
+        if result.status is RequestStatus.ERROR:
+            self.log.error("Pixazo request %s ended in ERROR: %s", request_id, result.error)
+            raise PixazoRequestErroredError(request_id, result.error)
+        if result.status is not RequestStatus.COMPLETED:
+            self.log.info("Pixazo request %s is %s", request_id, result.status.value)
+            return None
+        return self._finish(context, result)
+
+    def _finish(self, context: Context, result: RequestResult) -> dict[str, Any]:
+        self.log.info(
+            "Pixazo request %s COMPLETED: %d %s file(s): %s",
+            result.request_id,
+            len(result.media_urls),
+            result.media_type or "media",
+            ", ".join(result.media_urls),
+        )
+        data = result.to_dict()
+        persist_media_urls(context, result.media_urls)
+        context["ti"].xcom_push(key=RESULT_XCOM_KEY, value=data)
+        return data

@@ -1,0 +1,115 @@
+"""PixazoImageLink: reading media URLs from XCom, unique names and keys, and DAG serialization."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import attrs
+import pytest
+from airflow.sdk import DAG
+from airflow.sdk.execution_time.xcom import XCom
+from airflow.serialization.serialized_objects import DagSerialization
+
+from airflow_provider_pixazo.links.pixazo import (
+    MEDIA_URLS_XCOM_KEY,
+    PixazoImageLink,
+    image_links,
+    persist_media_urls,
+)
+from airflow_provider_pixazo.sensors.pixazo import PixazoRequestSensor
+
+URLS = ["https://cdn.test/0.png", "https://cdn.test/1.png", "https://cdn.test/2.png"]
+
+
+class TIKey:
+    dag_id = "pixazo_dag"
+    task_id = "wait"
+    run_id = "manual__1"
+    map_index = -1
+
+
+@pytest.fixture
+def xcom_store(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], Any]:
+    """Replace the XCom read at the edge (the task SDK's API call) with a dict."""
+    store: dict[tuple[str, str], Any] = {}
+    reads: list[dict[str, Any]] = []
+
+    def fake_get_one(**kwargs: Any) -> Any:
+        reads.append(kwargs)
+        return store.get((kwargs["task_id"], kwargs["key"]))
+
+    monkeypatch.setattr(XCom, "get_one", staticmethod(fake_get_one))
+    store[("__reads__", "")] = reads
+    return store
+
+
+@pytest.mark.parametrize(("index", "expected"), [(0, URLS[0]), (1, URLS[1]), (2, URLS[2]), (3, ""), (9, "")])
+def test_get_link_returns_url_at_index(xcom_store: dict[tuple[str, str], Any], index: int, expected: str) -> None:
+    xcom_store[("wait", MEDIA_URLS_XCOM_KEY)] = URLS
+    link = PixazoImageLink(index=index)
+    assert link.get_link(None, ti_key=TIKey()) == expected  # type: ignore[arg-type]
+    read = xcom_store[("__reads__", "")][-1]
+    assert read == {
+        "key": MEDIA_URLS_XCOM_KEY,
+        "task_id": "wait",
+        "dag_id": "pixazo_dag",
+        "run_id": "manual__1",
+        "map_index": -1,
+    }
+
+
+@pytest.mark.parametrize("stored", [None, [], {"not": "a list"}, [None, 42]])
+def test_get_link_is_empty_without_usable_urls(xcom_store: dict[tuple[str, str], Any], stored: Any) -> None:
+    if stored is not None:
+        xcom_store[("wait", MEDIA_URLS_XCOM_KEY)] = stored
+    assert PixazoImageLink(index=0).get_link(None, ti_key=TIKey()) == ""  # type: ignore[arg-type]
+
+
+def test_names_and_xcom_keys_are_unique() -> None:
+    links = image_links()
+    assert len(links) == 10
+    assert [link.index for link in links] == list(range(10))
+    assert links[0].name == "Pixazo image 1"
+    assert links[9].name == "Pixazo image 10"
+    assert len({link.name for link in links}) == 10
+    assert len({link.xcom_key for link in links}) == 10
+    assert image_links(3) == (PixazoImageLink(0), PixazoImageLink(1), PixazoImageLink(2))
+
+
+@pytest.mark.parametrize("bad", [-1, "1", True, 1.5])
+def test_index_must_be_non_negative_int(bad: Any) -> None:
+    with pytest.raises(ValueError, match="index"):
+        PixazoImageLink(index=bad)
+
+
+def test_link_is_an_attrs_class_with_index() -> None:
+    link = PixazoImageLink(index=4)
+    assert attrs.asdict(link) == {"index": 4}
+    assert link == PixazoImageLink(index=4)
+    assert link != PixazoImageLink(index=5)
+
+
+def test_persist_media_urls_pushes_a_list() -> None:
+    pushed: dict[str, Any] = {}
+
+    class TI:
+        def xcom_push(self, key: str, value: Any) -> None:
+            pushed[key] = value
+
+    persist_media_urls({"ti": TI()}, tuple(URLS))  # type: ignore[typeddict-item]
+    assert pushed == {MEDIA_URLS_XCOM_KEY: URLS}
+
+
+def test_links_round_trip_through_dag_serialization() -> None:
+    with DAG("pixazo_links", schedule=None, start_date=datetime.datetime(2026, 1, 1)) as dag:
+        PixazoRequestSensor(task_id="wait", request_id="gpt-image-2_abc")
+
+    encoded = DagSerialization.to_dict(dag)
+    task = encoded["dag"]["tasks"][0]
+    ops = task.get("__var", task)
+    assert ops["_operator_extra_links"] == {link.name: link.xcom_key for link in image_links()}
+
+    restored = DagSerialization.from_dict(encoded).get_task("wait")
+    by_name = {link.name: link.xcom_key for link in restored.operator_extra_links}
+    assert by_name == {f"Pixazo image {i + 1}": f"_link_PixazoImageLink_{i}" for i in range(10)}

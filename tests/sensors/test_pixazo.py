@@ -1,0 +1,282 @@
+"""PixazoRequestSensor: poke mode against a respx-mocked gateway, deferral, and resuming from events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from airflow.sdk.exceptions import AirflowSkipException, TaskDeferred
+
+from airflow_provider_pixazo.events import RESULT_XCOM_KEY, WaitOutcome, make_event_payload
+from airflow_provider_pixazo.exceptions import (
+    PixazoAuthError,
+    PixazoError,
+    PixazoNotFoundError,
+    PixazoRequestErroredError,
+    PixazoRequestFailedError,
+    PixazoTimeoutError,
+    PixazoValidationError,
+)
+from airflow_provider_pixazo.links.pixazo import MEDIA_URLS_XCOM_KEY, PixazoImageLink
+from airflow_provider_pixazo.models import RequestResult, RequestStatus
+from airflow_provider_pixazo.sensors.pixazo import PixazoRequestSensor
+from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
+
+BASE_URL = "https://gateway.test"
+REQUEST_ID = "gpt-image-2_019d0000-aaaa-bbbb-cccc-000000000002"
+STATUS_URL = f"{BASE_URL}/v2/requests/status/{REQUEST_ID}"
+MEDIA_URLS = [f"https://pub-test.r2.dev/v1/{REQUEST_ID}/0.png", f"https://pub-test.r2.dev/v1/{REQUEST_ID}/1.png"]
+RESULT_KEYS = {"request_id", "status", "media_urls", "media_type"}
+
+
+def status(value: str, *, error: str | None = None) -> httpx.Response:
+    completed = value == "COMPLETED"
+    return httpx.Response(
+        200,
+        json={
+            "request_id": REQUEST_ID,
+            "status": value,
+            "model_id": "gpt-image-2",
+            "error": error,
+            "output": {"media_url": MEDIA_URLS, "media_type": "image/png"} if completed else None,
+        },
+    )
+
+
+class FakeTI:
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+@pytest.fixture
+def context() -> dict[str, Any]:
+    return {"ti": FakeTI()}
+
+
+@pytest.fixture
+def gateway(pixazo_conn: str, no_sleep: list[float]) -> Iterator[respx.MockRouter]:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
+        yield router
+
+
+def make_sensor(**kwargs: Any) -> PixazoRequestSensor:
+    kwargs.setdefault("request_id", REQUEST_ID)
+    kwargs.setdefault("deferrable", False)
+    return PixazoRequestSensor(task_id="wait_for_image", **kwargs)
+
+
+def assert_result_pushed(context: dict[str, Any], result: dict[str, Any]) -> None:
+    assert result.keys() >= RESULT_KEYS
+    assert result["request_id"] == REQUEST_ID
+    assert result["status"] == "COMPLETED"
+    assert result["media_urls"] == MEDIA_URLS
+    assert result["media_type"] == "image/png"
+    assert context["ti"].pushed[MEDIA_URLS_XCOM_KEY] == MEDIA_URLS
+    assert context["ti"].pushed[RESULT_XCOM_KEY] == result
+
+
+# -- definition -----------------------------------------------------------------------------------
+
+
+def test_definition() -> None:
+    sensor = make_sensor()
+    assert set(sensor.template_fields) == {"request_id", "pixazo_conn_id"}
+    assert sensor.poke_interval == 10
+    assert sensor.timeout == 3600
+    assert sensor.deferrable is False
+    assert [link.name for link in sensor.operator_extra_links][:2] == ["Pixazo image 1", "Pixazo image 2"]
+    assert all(isinstance(link, PixazoImageLink) for link in sensor.operator_extra_links)
+    assert sensor.hook is sensor.hook  # cached
+    assert sensor.hook.pixazo_conn_id == "pixazo_default"
+
+
+def test_request_id_is_templated() -> None:
+    sensor = make_sensor(request_id="{{ params.rid }}")
+    sensor.render_template_fields({"params": {"rid": REQUEST_ID}})
+    assert sensor.request_id == REQUEST_ID
+
+
+# -- poke -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("remote", ["QUEUED", "PROCESSING"])
+def test_poke_not_done_while_waiting(gateway: respx.MockRouter, context: dict[str, Any], remote: str) -> None:
+    route = gateway.get(STATUS_URL).mock(return_value=status(remote))
+    assert make_sensor().poke(context) is False
+    assert route.call_count == 1
+    assert context["ti"].pushed == {}
+
+
+def test_poke_completed_returns_result(gateway: respx.MockRouter, context: dict[str, Any]) -> None:
+    gateway.get(STATUS_URL).mock(return_value=status("COMPLETED"))
+    poked = make_sensor().poke(context)
+    assert not isinstance(poked, bool)
+    assert poked.is_done is True
+    assert_result_pushed(context, poked.xcom_value)
+
+
+@pytest.mark.parametrize(
+    ("remote", "error_cls"), [("FAILED", PixazoRequestFailedError), ("ERROR", PixazoRequestErroredError)]
+)
+def test_poke_raises_with_pixazo_text(
+    gateway: respx.MockRouter, context: dict[str, Any], remote: str, error_cls: type[PixazoError]
+) -> None:
+    gateway.get(STATUS_URL).mock(return_value=status(remote, error="moderation_blocked: unsafe prompt"))
+    with pytest.raises(error_cls, match="moderation_blocked: unsafe prompt") as info:
+        make_sensor().poke(context)
+    assert info.value.request_id == REQUEST_ID  # type: ignore[attr-defined]
+    assert context["ti"].pushed == {}
+
+
+def test_poke_treats_transient_errors_as_not_yet(
+    gateway: respx.MockRouter, context: dict[str, Any], no_sleep: list[float]
+) -> None:
+    route = gateway.get(STATUS_URL).mock(return_value=httpx.Response(503))
+    assert make_sensor().poke(context) is False
+    assert route.call_count == 5  # the hook's own retries were spent first
+    assert len(no_sleep) == 4
+
+
+def test_poke_fails_on_auth_error(gateway: respx.MockRouter, context: dict[str, Any]) -> None:
+    gateway.get(STATUS_URL).mock(return_value=httpx.Response(401, json={"message": "Access denied"}))
+    with pytest.raises(PixazoAuthError):
+        make_sensor().poke(context)
+
+
+def test_execute_in_poke_mode_returns_result(gateway: respx.MockRouter, context: dict[str, Any]) -> None:
+    route = gateway.get(STATUS_URL).mock(side_effect=[status("QUEUED"), status("PROCESSING"), status("COMPLETED")])
+    result = make_sensor(poke_interval=0).execute(context)
+    assert route.call_count == 3
+    assert_result_pushed(context, result)
+
+
+@pytest.mark.parametrize("bad_id", ["../../v1/text-to-image", "abc def", ""])
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_bad_request_id_fails_before_any_http(
+    gateway: respx.MockRouter, context: dict[str, Any], bad_id: str, deferrable: bool
+) -> None:
+    route = gateway.route().mock(return_value=status("COMPLETED"))
+    with pytest.raises(PixazoValidationError, match="request_id"):
+        make_sensor(request_id=bad_id, deferrable=deferrable).execute(context)
+    assert not route.called
+
+
+# -- deferrable -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("remote", ["QUEUED", "PROCESSING"])
+def test_deferrable_defers_with_trigger(gateway: respx.MockRouter, context: dict[str, Any], remote: str) -> None:
+    gateway.get(STATUS_URL).mock(return_value=status(remote))
+    sensor = make_sensor(deferrable=True, pixazo_conn_id="pixazo_other", poke_interval=15, timeout=900)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(
+            "AIRFLOW_CONN_PIXAZO_OTHER", '{"conn_type": "pixazo", "host": "https://gateway.test", "password": "k"}'
+        )
+        with pytest.raises(TaskDeferred) as info:
+            sensor.execute(context)
+
+    trigger = info.value.trigger
+    assert isinstance(trigger, PixazoRequestTrigger)
+    assert info.value.method_name == "execute_complete"
+    _, kwargs = trigger.serialize()
+    assert kwargs["request_id"] == REQUEST_ID
+    assert kwargs["pixazo_conn_id"] == "pixazo_other"
+    assert kwargs["poll_interval"] == 15.0
+    assert kwargs["timeout"] == 900.0
+    assert context["ti"].pushed == {}
+
+
+def test_deferrable_does_not_defer_when_already_completed(gateway: respx.MockRouter, context: dict[str, Any]) -> None:
+    gateway.get(STATUS_URL).mock(return_value=status("COMPLETED"))
+    result = make_sensor(deferrable=True).execute(context)
+    assert_result_pushed(context, result)
+
+
+def test_deferrable_fails_at_once_when_already_failed(gateway: respx.MockRouter, context: dict[str, Any]) -> None:
+    gateway.get(STATUS_URL).mock(return_value=status("FAILED", error="bad prompt"))
+    with pytest.raises(PixazoRequestFailedError, match="bad prompt"):
+        make_sensor(deferrable=True).execute(context)
+
+
+def test_deferrable_soft_fail_skips_when_already_failed(gateway: respx.MockRouter, context: dict[str, Any]) -> None:
+    gateway.get(STATUS_URL).mock(return_value=status("ERROR", error="GPU on fire"))
+    with pytest.raises(AirflowSkipException):
+        make_sensor(deferrable=True, soft_fail=True).execute(context)
+
+
+def test_deferrable_defers_after_a_transient_first_check(gateway: respx.MockRouter, context: dict[str, Any]) -> None:
+    gateway.get(STATUS_URL).mock(return_value=httpx.Response(500))
+    with pytest.raises(TaskDeferred):
+        make_sensor(deferrable=True).execute(context)
+
+
+# -- resuming -------------------------------------------------------------------------------------
+
+
+def _completed() -> RequestResult:
+    return RequestResult(
+        request_id=REQUEST_ID, status=RequestStatus.COMPLETED, media_urls=tuple(MEDIA_URLS), media_type="image/png"
+    )
+
+
+def test_execute_complete_success(context: dict[str, Any]) -> None:
+    event = make_event_payload(WaitOutcome.SUCCESS, REQUEST_ID, result=_completed())
+    result = make_sensor().execute_complete(context, event)
+    assert_result_pushed(context, result)
+
+
+@pytest.mark.parametrize(
+    ("event", "error_cls", "text"),
+    [
+        (
+            make_event_payload(
+                WaitOutcome.FAILED,
+                REQUEST_ID,
+                result=RequestResult(REQUEST_ID, RequestStatus.FAILED, error="content policy"),
+            ),
+            PixazoRequestFailedError,
+            "content policy",
+        ),
+        (
+            make_event_payload(
+                WaitOutcome.TIMEOUT, REQUEST_ID, message="late", extra={"timeout": 900.0, "last_status": "QUEUED"}
+            ),
+            PixazoTimeoutError,
+            "900s",
+        ),
+        (
+            make_event_payload(WaitOutcome.AUTH, REQUEST_ID, message="key refused", extra={"http_status": 403}),
+            PixazoAuthError,
+            "key refused",
+        ),
+        (make_event_payload(WaitOutcome.NOT_FOUND, REQUEST_ID, message="unknown id"), PixazoNotFoundError, "unknown"),
+        ({"nonsense": True}, PixazoError, "malformed"),
+        (None, PixazoError, "malformed"),
+    ],
+)
+def test_execute_complete_raises_typed_errors(
+    context: dict[str, Any], event: Any, error_cls: type[PixazoError], text: str
+) -> None:
+    with pytest.raises(error_cls, match=text):
+        make_sensor().execute_complete(context, event)
+    assert context["ti"].pushed == {}
+
+
+def test_auth_event_keeps_http_status(context: dict[str, Any]) -> None:
+    event = make_event_payload(WaitOutcome.AUTH, REQUEST_ID, message="forbidden", extra={"http_status": 403})
+    with pytest.raises(PixazoAuthError) as info:
+        make_sensor().execute_complete(context, event)
+    assert info.value.http_status == 403
+
+
+def test_resume_with_soft_fail_skips_on_timeout(context: dict[str, Any]) -> None:
+    event = make_event_payload(WaitOutcome.TIMEOUT, REQUEST_ID, extra={"timeout": 10.0, "last_status": None})
+    sensor = make_sensor(soft_fail=True)
+    with pytest.raises(AirflowSkipException):
+        sensor.resume_execution("execute_complete", {"event": event}, context)  # type: ignore[arg-type]
