@@ -76,7 +76,10 @@ def result_from_event(event: Any) -> RequestResult:
         raise PixazoError(f"Pixazo trigger sent an unknown outcome {event['outcome']!r}") from None
     request_id = str(event["request_id"])
     raw = event.get("result")
-    result = RequestResult.from_dict(raw) if isinstance(raw, Mapping) else None
+    try:
+        result = RequestResult.from_dict(raw) if isinstance(raw, Mapping) else None
+    except (KeyError, TypeError, ValueError) as err:
+        raise PixazoError(f"Pixazo trigger sent a malformed result: {raw!r}") from err
     message = str(event.get("message") or "")
 
     if outcome is WaitOutcome.SUCCESS:

@@ -51,7 +51,9 @@ def extension_for(media_type: str | None, head: bytes = b"") -> str:
     return EXTENSIONS[sniffed] if sniffed else "bin"
 
 
-def image_to_reference(source: Any, *, parameter: str, max_bytes: int = MAX_INPUT_IMAGE_BYTES) -> str:
+def image_to_reference(
+    source: Any, *, parameter: str, conn_id: str | None = None, max_bytes: int = MAX_INPUT_IMAGE_BYTES
+) -> str:
     """
     Turn one input image into what Pixazo accepts: an https URL or a ``data:image/...;base64`` URI.
 
@@ -61,11 +63,12 @@ def image_to_reference(source: Any, *, parameter: str, max_bytes: int = MAX_INPU
 
     :param source: the image reference given by the user.
     :param parameter: the parameter name to use in errors (``images[0]``, ``mask``).
+    :param conn_id: the Airflow connection for object-storage URIs (an AWS one for ``s3://``...).
     :param max_bytes: the largest file accepted.
     :raises PixazoValidationError: for http URLs, unreadable paths, files too big or not images.
     """
     if isinstance(source, str):
-        text = source.strip()
+        source = text = source.strip()
         if text.startswith(("https://", "data:")):
             return text
         if text.startswith("http://"):
@@ -76,7 +79,9 @@ def image_to_reference(source: Any, *, parameter: str, max_bytes: int = MAX_INPU
     from airflow.sdk import ObjectStoragePath
 
     try:
-        path = source if isinstance(source, ObjectStoragePath) else ObjectStoragePath(_as_uri(source))
+        path = source if isinstance(source, ObjectStoragePath) else ObjectStoragePath(_as_uri(source), conn_id=conn_id)
+        if not path.is_file():
+            raise FileNotFoundError(str(source))
         size = path.stat().st_size
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise PixazoValidationError(parameter, str(source), "a file that exists") from None
@@ -84,7 +89,7 @@ def image_to_reference(source: Any, *, parameter: str, max_bytes: int = MAX_INPU
         raise PixazoValidationError(parameter, str(source), f"a readable image ({type(err).__name__}: {err})") from None
     if size > max_bytes:
         raise PixazoValidationError(
-            parameter, str(source), f"images up to {max_bytes // (1024 * 1024)} MB (this one is {size:,} bytes)"
+            parameter, str(source), f"images up to {max_bytes:,} bytes (this one is {size:,} bytes)"
         )
     if size == 0:
         raise PixazoValidationError(parameter, str(source), "a non-empty PNG, JPEG or WebP file")

@@ -389,7 +389,7 @@ def build_edit_request(
     body["image"] = image_list[0] if len(image_list) == 1 else image_list
     if mask is not None:
         _check_image_reference("mask", mask)
-        if mask.startswith("data:") and not mask.lower().startswith("data:image/png"):
+        if mask.lower().startswith("data:") and not mask.lower().startswith("data:image/png"):
             raise PixazoValidationError("mask", _short(mask), "the mask must be a PNG (data:image/png)")
         body["mask"] = mask
     return SubmitRequest(

@@ -55,7 +55,7 @@ class RetryPolicy:
         wait = step / 2 + random.uniform(0, step / 2)
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_retry_after))
-        return wait
+        return float(wait)
 
 
 def should_retry(error: PixazoError, *, submit: bool) -> bool:

@@ -127,7 +127,9 @@ class PixazoAuth(httpx.Auth):
     """
     Adds the subscription key, and only to requests for the gateway's own origin.
 
-    A redirect or a URL taken from a response can never carry the key to another host.
+    A URL taken from a response can never carry the key to another host. Redirects are not followed
+    by the API clients at all (``follow_redirects=False``): httpx would copy this header onto a
+    redirect hop, since auth runs once per ``send``, not per hop.
     """
 
     def __init__(self, api_key: str, origin: tuple[str, str, int | None]) -> None:
@@ -264,7 +266,7 @@ def drive_sync(
     try:
         step = next(flow)
         while True:
-            if isinstance(step, float):
+            if not isinstance(step, httpx.Request):
                 time.sleep(step)
                 step = next(flow)
                 continue
@@ -292,7 +294,7 @@ async def drive_async(
     try:
         step = next(flow)
         while True:
-            if isinstance(step, float):
+            if not isinstance(step, httpx.Request):
                 await asyncio.sleep(step)
                 step = next(flow)
                 continue
