@@ -96,4 +96,4 @@ def result_from_event(event: Any) -> RequestResult:
         raise PixazoAuthError(message, http_status=int(event.get("http_status") or 401), request_id=request_id)
     if outcome is WaitOutcome.NOT_FOUND:
         raise PixazoNotFoundError(message, http_status=404, request_id=request_id)
-    raise PixazoWaitAbortedError(message or f"Waiting for Pixazo request {request_id} could not go on")
+    raise PixazoWaitAbortedError(request_id, message)

@@ -20,6 +20,8 @@ instead of spending its retries (and, for submits, the user's money)::
     ├── PixazoRequestErroredError    the request ended ERROR (system error, not charged) [terminal]
     ├── PixazoTimeoutError           waited longer than the timeout               [terminal]
     ├── PixazoWaitAbortedError       a wait stopped for a reason retrying cannot fix [terminal]
+    ├── PixazoRequestNotCompletedError  nothing to copy yet (QUEUED/PROCESSING)  [retry later]
+    ├── PixazoDestinationConflictError  different content at the target, no overwrite [terminal]
     └── PixazoDownloadError          a media file arrived short or damaged        [transient]
 
 ``transient`` errors are retried by the hook with backoff; if they persist they reach the task,
@@ -36,6 +38,7 @@ __all__ = [
     "PixazoAPIError",
     "PixazoAuthError",
     "PixazoBadRequestError",
+    "PixazoDestinationConflictError",
     "PixazoDownloadError",
     "PixazoError",
     "PixazoInsufficientBalanceError",
@@ -43,6 +46,7 @@ __all__ = [
     "PixazoRateLimitError",
     "PixazoRequestErroredError",
     "PixazoRequestFailedError",
+    "PixazoRequestNotCompletedError",
     "PixazoServerError",
     "PixazoSubmitUncertainError",
     "PixazoTimeoutError",
@@ -214,7 +218,62 @@ class PixazoTimeoutError(PixazoError, AirflowFailException):
 
 
 class PixazoWaitAbortedError(PixazoError, AirflowFailException):
-    """Waiting for a request stopped for a reason retrying cannot fix (unusable connection, 400, 402)."""
+    """
+    Waiting for a request stopped for a reason retrying cannot fix (unusable connection, 400, 402).
+
+    :param request_id: the request that was being waited on (it may have been paid for).
+    :param message: why.
+    """
+
+    def __init__(self, request_id: str, message: str) -> None:
+        self.request_id = request_id
+        super().__init__(
+            f"Waiting for Pixazo request {request_id} could not go on: {message or 'no reason given'}. "
+            f"The request may still complete: check it later with PixazoRequestSensor(request_id={request_id!r})."
+        )
+
+
+class PixazoRequestNotCompletedError(PixazoError):
+    """
+    The request is still QUEUED or PROCESSING, so there is nothing to copy yet.
+
+    Not terminal: a task retry (or an upstream ``PixazoRequestSensor``) may find it completed.
+
+    :param request_id: the Pixazo request id.
+    :param status: the status Pixazo reported.
+    """
+
+    transient = True
+
+    def __init__(self, request_id: str, status: str) -> None:
+        self.request_id = request_id
+        self.status = str(status)
+        super().__init__(
+            f"Pixazo request {request_id} is {self.status}, not COMPLETED: there is nothing to copy yet. "
+            "Wait for it first (PixazoRequestSensor, or a deferrable generate operator) or let this task retry."
+        )
+
+
+class PixazoDestinationConflictError(PixazoError, AirflowFailException):
+    """
+    A file with different content already exists where an image would go, and ``overwrite`` is False.
+
+    :param uri: the existing file.
+    :param existing_size: its size in bytes.
+    :param new_size: the size of the image that would replace it.
+    :param new_sha256: the SHA-256 of that image.
+    """
+
+    def __init__(self, uri: str, *, existing_size: int | None, new_size: int, new_sha256: str) -> None:
+        self.uri = uri
+        self.existing_size = existing_size
+        self.new_size = new_size
+        self.new_sha256 = new_sha256
+        super().__init__(
+            f"{uri} already exists with different content ({existing_size} bytes; the new image is "
+            f"{new_size} bytes, sha256 {new_sha256}). Nothing was written. Pass overwrite=True to replace "
+            "it, or choose another destination or path_template."
+        )
 
 
 class PixazoDownloadError(PixazoError):

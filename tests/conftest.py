@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
-import pytest
+# Before anything imports Airflow: a throwaway, git-ignored Airflow home and the example DAGs folder,
+# so the suite never reads or writes ~/airflow and dag.test() finds the examples.
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".airflow-home" / "test"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "example_dags"))
 
-from airflow_provider_pixazo.hooks import _transport
+import pytest  # noqa: E402
+
+from airflow_provider_pixazo.hooks import _transport  # noqa: E402
 
 # Airflow 3.3's task SDK resolves AIRFLOW_CONN_* variables in BaseHook.get_connection and
 # aget_connection outside a running task with no further setup (checked in

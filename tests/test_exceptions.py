@@ -8,6 +8,7 @@ from airflow_provider_pixazo.exceptions import (
     PixazoAPIError,
     PixazoAuthError,
     PixazoBadRequestError,
+    PixazoDestinationConflictError,
     PixazoDownloadError,
     PixazoError,
     PixazoInsufficientBalanceError,
@@ -15,6 +16,7 @@ from airflow_provider_pixazo.exceptions import (
     PixazoRateLimitError,
     PixazoRequestErroredError,
     PixazoRequestFailedError,
+    PixazoRequestNotCompletedError,
     PixazoServerError,
     PixazoSubmitUncertainError,
     PixazoTimeoutError,
@@ -24,6 +26,7 @@ from airflow_provider_pixazo.exceptions import (
 )
 
 TERMINAL = [
+    PixazoDestinationConflictError,
     PixazoWaitAbortedError,
     PixazoValidationError,
     PixazoBadRequestError,
@@ -35,7 +38,13 @@ TERMINAL = [
     PixazoRequestErroredError,
     PixazoTimeoutError,
 ]
-TRANSIENT = [PixazoRateLimitError, PixazoServerError, PixazoTransportError, PixazoDownloadError]
+TRANSIENT = [
+    PixazoRateLimitError,
+    PixazoServerError,
+    PixazoTransportError,
+    PixazoDownloadError,
+    PixazoRequestNotCompletedError,
+]
 
 
 @pytest.mark.parametrize("cls", TERMINAL, ids=lambda c: c.__name__)

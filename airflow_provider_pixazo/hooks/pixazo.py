@@ -176,6 +176,14 @@ class PixazoHook(BaseHook):
 
     # -- media ------------------------------------------------------------------------------------
 
+    def check_media_url(self, url: str) -> httpx.URL:
+        """
+        Accept a media URL only over https or on the connection's own origin (the local emulator).
+
+        :raises PixazoValidationError: for any other URL (plain http elsewhere, other schemes).
+        """
+        return _transport.check_media_url(url, self.settings)
+
     @contextlib.contextmanager
     def stream_media(self, url: str, *, chunk_timeout: float | None = None) -> Iterator[httpx.Response]:
         """
@@ -187,7 +195,7 @@ class PixazoHook(BaseHook):
         :param url: a URL from :attr:`RequestResult.media_urls`.
         :param chunk_timeout: seconds allowed between two chunks (default: the connection's timeout).
         """
-        parsed = _transport.check_media_url(url, self.settings)
+        parsed = self.check_media_url(url)
         timeout = httpx.Timeout(chunk_timeout or self.settings.timeout, connect=10.0)
         # A separate client with no auth at all: a CDN redirect can never be handed the key.
         with httpx.Client(

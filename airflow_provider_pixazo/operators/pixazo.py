@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -128,13 +129,9 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
         self.webhook_mode = webhook_mode
         self.wait_for_completion = wait_for_completion
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
-        self.poll_interval = float(poll_interval)
-        self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        self.poll_interval = _positive_seconds("poll_interval", poll_interval)
+        self.timeout = _positive_seconds("timeout", timeout)
         self.pixazo_conn_id = pixazo_conn_id
-        if self.poll_interval <= 0:
-            raise PixazoValidationError("poll_interval", poll_interval, "a positive number of seconds")
-        if self.timeout <= 0:
-            raise PixazoValidationError("timeout", timeout, "a positive number of seconds")
 
     @cached_property
     def hook(self) -> PixazoHook:
@@ -155,9 +152,9 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
             "size": self.size,
             "quality": self.quality,
             "background": self.background,
-            "n": self.n,
+            "n": _templated_int(self.n),
             "output_format": self.output_format,
-            "output_compression": self.output_compression,
+            "output_compression": _templated_int(self.output_compression),
             "moderation": self.moderation,
             "extra_params": self.extra_params,
             "webhook_url": self.webhook_url,
@@ -166,6 +163,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
 
     def execute(self, context: Context) -> str:
         """Validate, submit once (or reuse an earlier try's request), optionally wait; return the request id."""
+        self._published = False
         self._request = self.build_request()
         self._fingerprint = _fingerprint(self._request)
         request_id: str = self.execute_resumable(context)
@@ -228,7 +226,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
     def get_job_result(self, external_id: Any, context: Context) -> str:
         """The request id; with wait_for_completion, the result of a request already completed is published too."""
         request_id, _ = _unpack(external_id)
-        if self.wait_for_completion and not getattr(self, "_published", False):
+        if self.wait_for_completion and not self._published:
             return self._publish(context, _raise_for_terminal(self.hook.get_status(request_id)))
         return request_id
 
@@ -342,6 +340,20 @@ class PixazoEditImageOperator(_PixazoSubmitOperator):
             None if self.mask is None else image_to_reference(self.mask, parameter="mask", conn_id=self.images_conn_id)
         )
         return build_edit_request(self.prompt, references, mask=mask, **self._output_params())
+
+
+def _positive_seconds(name: str, value: Any) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds <= 0:
+        raise PixazoValidationError(name, value, "a positive, finite number of seconds (or a timedelta)")
+    return float(seconds)
+
+
+def _templated_int(value: Any) -> Any:
+    # Jinja renders "{{ params.n }}" to the string "3" unless the DAG renders native objects.
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
 
 
 def _fingerprint(request: SubmitRequest) -> str:
