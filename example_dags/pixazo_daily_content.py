@@ -5,6 +5,7 @@ Per prompt (a mapped task group, so each prompt moves on as soon as it is ready)
 generate (submit, capped by the ``pixazo`` pool) -> wait (deferrable sensor, no worker slot held)
 -> store (stream the images into ``destination``, emitting an asset event).
 
+Run it with ``{"model": "gpt-image-1.5"}`` as the run's conf to use GPT Image 1.5 instead of 2.
 Set the Airflow Variable ``pixazo_destination`` to any ``ObjectStoragePath`` URI (``s3://bucket/x``
 with ``pixazo_destination_conn_id`` naming an AWS connection, ``gs://``...); it defaults to local disk.
 Create the pool once: ``airflow pools set pixazo 4 "Pixazo submits"`` — it bounds how many submits
@@ -14,7 +15,7 @@ Create the pool once: ``airflow pools set pixazo 4 "Pixazo submits"`` — it bou
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, Asset, task_group
+from airflow.sdk import DAG, Asset, Param, task_group
 
 from airflow_provider_pixazo.operators.pixazo import PixazoGenerateImageOperator
 from airflow_provider_pixazo.sensors.pixazo import PixazoRequestSensor
@@ -37,6 +38,7 @@ with DAG(
     max_active_runs=1,
     tags=["pixazo", "example"],
     doc_md=__doc__,
+    params={"model": Param("gpt-image-2", enum=["gpt-image-2", "gpt-image-1.5"])},
 ) as dag:
 
     @task_group
@@ -44,7 +46,7 @@ with DAG(
         generate = PixazoGenerateImageOperator(
             task_id="generate",
             prompt=prompt,
-            model="gpt-image-2",
+            model="{{ params.model }}",
             size="1024x1024",
             quality="low",
             output_format="png",
@@ -63,7 +65,7 @@ with DAG(
             request_id=generate.output,
             destination="{{ var.value.get('pixazo_destination', 'file:///tmp/pixazo-images') }}",
             dest_conn_id="{{ var.value.get('pixazo_destination_conn_id', '') or None }}",
-            provenance={"prompt": prompt, "model": "gpt-image-2", "size": "1024x1024", "quality": "low"},
+            provenance={"prompt": prompt, "model": "{{ params.model }}", "size": "1024x1024", "quality": "low"},
             outlets=[DAILY_IMAGES],
         )
         generate >> wait >> store

@@ -163,14 +163,13 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
 
     def execute(self, context: Context) -> str:
         """Validate, submit once (or reuse an earlier try's request), optionally wait; return the request id."""
+        # Until the images exist the links answer "none"; without this, Airflow's end-of-task link
+        # resolution logs an XCom miss per link on every try that ends without images.
+        persist_media_urls(context, [])
         self._published = False
         self._request = self.build_request()
         self._fingerprint = _fingerprint(self._request)
-        request_id: str = self.execute_resumable(context)
-        if not self.wait_for_completion:
-            # No images yet; an empty list lets the image links answer "none" without an XCom miss.
-            persist_media_urls(context, [])
-        return request_id
+        return self.execute_resumable(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger fired: publish the result, or fail with Pixazo's reason."""

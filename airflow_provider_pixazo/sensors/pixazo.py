@@ -70,6 +70,9 @@ class PixazoRequestSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         """Wait for the request, in the worker or (``deferrable=True``) in the triggerer."""
         self.request_id = validate_request_id(self.request_id)
+        # Until the images exist the links answer "none"; without this, Airflow's end-of-task link
+        # resolution logs an XCom miss per link on every failed or skipped try.
+        persist_media_urls(context, [])
         if not self.deferrable:
             return super().execute(context)
         try:

@@ -34,8 +34,9 @@ def test_every_example_dag_parses(dagbag: Any) -> None:
     assert set(EXAMPLES) <= set(dagbag.dag_ids)
 
 
-def test_daily_content_runs_end_to_end(run_dag: Any, pixazo_emulator: PixazoEmulator) -> None:
-    dag_run = run_dag("pixazo_daily_content")
+@pytest.mark.parametrize("model", ["gpt-image-2", "gpt-image-1.5"])
+def test_daily_content_runs_end_to_end(run_dag: Any, pixazo_emulator: PixazoEmulator, model: str) -> None:
+    dag_run = run_dag("pixazo_daily_content", run_conf={"model": model})
 
     assert str(dag_run.state) == "success", _states(dag_run)
     # A 4-way mapped pipeline; one paid submit per prompt, never more.
@@ -48,7 +49,11 @@ def test_daily_content_runs_end_to_end(run_dag: Any, pixazo_emulator: PixazoEmul
             assert picture.size == (1024, 1024)
         sidecar = json.loads((image.parent / "provenance.json").read_text())
         assert sidecar["request_id"] == image.parent.name
-        assert sidecar["provenance"]["model"] == "gpt-image-2"
+        assert sidecar["provenance"]["model"] == model
+    expected_path = {"gpt-image-2": "/gpt-image-2/v1/text-to-image"}.get(
+        model, "/gpt-image-1-5-api-923/v1/gpt-image-1-5-api-request"
+    )
+    assert {job.path for job in pixazo_emulator.requests.values()} == {expected_path}
     # Media downloads never carry the key.
     media = [call for call in pixazo_emulator.calls if call.path.startswith("/media/")]
     assert media
@@ -109,6 +114,17 @@ def test_insufficient_balance_fails_at_once(
     assert len(submits) == 1
     out = capfd.readouterr()
     assert "insufficient balance" in (out.out + out.err).lower()
+
+
+def test_no_xcom_misses_are_logged(
+    run_dag: Any, pixazo_emulator: PixazoEmulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Image links resolve at the end of every task; a missing XCom would log an error per link."""
+    dag_run = run_dag("pixazo_daily_content")
+
+    assert str(dag_run.state) == "success"
+    out = capfd.readouterr()
+    assert "XCom not found" not in out.out + out.err
 
 
 def test_api_key_never_printed(

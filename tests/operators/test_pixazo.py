@@ -628,7 +628,8 @@ def test_deferrable_wait_defers_to_the_trigger(gateway: respx.MockRouter, monkey
     assert rebuilt.serialize() == (classpath, kwargs)
     # The request id was saved before deferring, so a retry of this try will not pay again.
     assert store.data[STORE_KEY]["request_id"] == REQUEST_ID
-    assert context["ti"].pushed == {}
+    # Only the empty image list, so the links answer "none" while it waits.
+    assert context["ti"].pushed == {MEDIA_URLS_XCOM_KEY: []}
 
 
 def test_deferrable_without_wait_does_not_defer(gateway: respx.MockRouter) -> None:

@@ -189,7 +189,8 @@ def test_deferrable_defers_with_trigger(gateway: respx.MockRouter, context: dict
     assert kwargs["pixazo_conn_id"] == "pixazo_other"
     assert kwargs["poll_interval"] == 15.0
     assert kwargs["timeout"] == 900.0
-    assert context["ti"].pushed == {}
+    # Only the empty image list, so the links answer "none" while it waits.
+    assert context["ti"].pushed == {MEDIA_URLS_XCOM_KEY: []}
 
 
 def test_deferrable_does_not_defer_when_already_completed(gateway: respx.MockRouter, context: dict[str, Any]) -> None:
