@@ -10,7 +10,7 @@ DEMO_HOME := $(CURDIR)/.airflow-home/demo
 TEST_HOME := $(CURDIR)/.airflow-home/test
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test e2e lint venv clean
 
 venv: $(STAMP)
 
@@ -30,9 +30,16 @@ demo: $(STAMP)
 
 ## The whole suite: unit, emulator, dag.test() runs, S3 on a loopback moto server, lint and types.
 test: $(STAMP)
+	@# CI (CI=true) installs Debian's Chromium so the browser test runs; elsewhere it skips without one.
+	@if [ -n "$$CI" ]; then sh scripts/install-browser.sh; fi
 	AIRFLOW_HOME=$(TEST_HOME) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(BIN)/ruff check airflow_provider_pixazo tests example_dags benchmarks
 	$(BIN)/mypy airflow_provider_pixazo
+
+## The browser test alone (installs Debian's Chromium first; needs root or sudo).
+e2e: $(STAMP)
+	sh scripts/install-browser.sh
+	AIRFLOW_HOME=$(TEST_HOME) $(BIN)/python -m pytest -q -m e2e tests/e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check airflow_provider_pixazo tests example_dags benchmarks

@@ -18,12 +18,11 @@ CONNECTION_TYPE: dict[str, Any] = {
         },
     },
     "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port", "login", "extra"],
+        "hidden-fields": ["schema", "port", "login"],
         "relabeling": {"password": "API key", "host": "Gateway URL"},
         "placeholders": {
             "password": "Your Pixazo subscription key (Ocp-Apim-Subscription-Key)",
             "host": "https://gateway.pixazo.ai",
-            "description": "Pixazo GPT Image gateway",
         },
     },
 }

@@ -1,0 +1,286 @@
+"""
+A real Airflow behind a real browser, once per session, all on 127.0.0.1.
+
+``airflow_stack`` starts, with a throwaway ``AIRFLOW_HOME`` under pytest's tmp dir: the Pixazo
+emulator, ``airflow db migrate``, one finished run of ``pixazo_one_task`` (``airflow dags test``,
+its connection pointing at the emulator) and ``airflow api-server`` (UI + REST API, simple auth
+manager with everyone admin, the connection Test button enabled). ``browser`` is one headless
+Chromium driven by Selenium through the Debian chromedriver; nothing is downloaded at run time.
+
+Every process is started in its own session and stopped at teardown by terminating its whole
+process group (then killing it if it lingers), so no uvicorn worker or emulator thread outlives the
+session. The environment is set for those subprocesses only; the test process keeps its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_DAGS = ROOT / "example_dags"
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+#: Where the screenshots go; CI may point this at its artifacts folder.
+SCREENSHOTS = Path(os.environ.get("PIXAZO_E2E_SCREENSHOTS", ROOT / "docs" / "screenshots"))
+
+#: The key the emulator accepts (and a connection needs).
+API_KEY = "pixazo-e2e-key"
+DAG_ID = "pixazo_one_task"
+TASK_ID = "generate_and_wait"
+
+# Chromium as root in a container with a closed network: without the background-networking flags it
+# waits on refused connections (component updates, sync, field trials) and hangs.
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--window-size=1400,1000",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "<no output>"
+
+
+@dataclass
+class AirflowStack:
+    """What the tests need to know about the running stack."""
+
+    home: Path
+    ui_url: str
+    emulator_url: str
+    api_key: str
+    run_id: str
+    logs: Path
+
+    def api(self) -> httpx.Client:
+        """A client for the REST API (no login: the simple auth manager makes everyone admin)."""
+        return httpx.Client(base_url=f"{self.ui_url}/api/v2", timeout=30)
+
+
+class _Processes:
+    """Starts subprocesses in their own process groups and stops every group it started."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, *args: str, stdout: int | None = None) -> subprocess.Popen[bytes]:
+        err = (self.logs / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            args,
+            env=self.env,
+            cwd=self.logs,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else err,
+            stderr=err,
+            start_new_session=True,
+        )
+        err.close()
+        self.started.append(proc)
+        return proc
+
+    def run(self, name: str, *args: str, timeout: float, env: dict[str, str] | None = None) -> None:
+        log = self.logs / f"{name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                args,
+                env=env or self.env,
+                cwd=self.logs,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self.started.append(proc)
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.stop(proc)
+                pytest.fail(f"`{' '.join(args[1:])}` took more than {timeout}s:\n{_tail(log)}")
+        if code != 0:
+            pytest.fail(f"`{' '.join(args[1:])}` exited {code}:\n{_tail(log)}")
+
+    @staticmethod
+    def stop(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)  # the group: uvicorn workers and any grandchildren too
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+            # The leader is gone; make sure nothing else of its group is left.
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            self.stop(proc)
+
+
+def _subprocess_env(home: Path, ui_port: int) -> dict[str, str]:
+    # The suite's conftest points AIRFLOW_HOME at .airflow-home/test for the test process; the stack
+    # gets its own home and none of the caller's AIRFLOW_* settings or connections.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLE_DAGS),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(ui_port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{ui_port}",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            # Nothing leaves the machine: no usage data, no version check.
+            "SCARF_ANALYTICS": "false",
+            "DO_NOT_TRACK": "1",
+        }
+    )
+    return env
+
+
+def _wait_until_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"airflow api-server exited {proc.returncode}:\n{_tail(log)}")
+        try:
+            if httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"airflow api-server not healthy after {timeout}s:\n{_tail(log)}")
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    """Emulator + migrated DB + one finished ``pixazo_one_task`` run + api-server; all stopped at teardown."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent: run scripts/install-browser.sh")
+    started = time.monotonic()
+    base = tmp_path_factory.mktemp("e2e")
+    home, logs = base / "airflow-home", base / "logs"
+    home.mkdir()
+    logs.mkdir()
+    ui_port = _free_port()
+    ui_url = f"http://127.0.0.1:{ui_port}"
+    env = _subprocess_env(home, ui_port)
+    procs = _Processes(env, logs)
+    emulator: subprocess.Popen[bytes] | None = None
+    try:
+        emulator = procs.start(
+            "emulator",
+            sys.executable,
+            "-m",
+            "airflow_provider_pixazo.testing.emulator",
+            "--port",
+            "0",
+            "--api-key",
+            API_KEY,
+            stdout=subprocess.PIPE,
+        )
+        assert emulator.stdout is not None
+        emulator_url = emulator.stdout.readline().decode().strip()  # the URL is its first line
+        if not emulator_url.startswith("http://127.0.0.1:"):
+            pytest.fail(f"the emulator did not print its URL:\n{_tail(logs / 'emulator.log')}")
+
+        procs.run("db-migrate", AIRFLOW, "db", "migrate", timeout=300)
+
+        # One finished run for the UI to show: the deferrable task runs its trigger in line.
+        conn = {"conn_type": "pixazo", "host": emulator_url, "password": API_KEY}
+        run_env = {**env, "AIRFLOW_CONN_PIXAZO_DEFAULT": json.dumps(conn)}
+        procs.run("dags-test", AIRFLOW, "dags", "test", DAG_ID, timeout=300, env=run_env)
+
+        server = procs.start("api-server", AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(ui_port))
+        _wait_until_healthy(ui_url, server, logs / "api-server.log")
+
+        runs = httpx.get(f"{ui_url}/api/v2/dags/{DAG_ID}/dagRuns", timeout=30).json()["dag_runs"]
+        finished = [r for r in runs if r["state"] == "success"]
+        assert finished, f"no successful {DAG_ID} run: {runs}"
+        sys.stderr.write(f"\n[e2e] stack ready in {time.monotonic() - started:.1f}s (logs: {logs})\n")
+        yield AirflowStack(
+            home=home,
+            ui_url=ui_url,
+            emulator_url=emulator_url,
+            api_key=API_KEY,
+            run_id=finished[0]["dag_run_id"],
+            logs=logs,
+        )
+    finally:
+        procs.stop_all()
+        if emulator is not None and emulator.stdout is not None:
+            emulator.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def browser(airflow_stack: AirflowStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium (fresh profile) for the session, driven through the Debian chromedriver."""
+    if not CHROMEDRIVER.exists():
+        pytest.fail(f"{CHROMEDRIVER} is absent while {CHROMIUM} is present: run scripts/install-browser.sh")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    # An explicit driver path: Selenium Manager (which would download one) is never consulted.
+    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(airflow_stack.logs / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    """The folder screenshots are written to (``docs/screenshots`` unless ``PIXAZO_E2E_SCREENSHOTS``)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

@@ -1,0 +1,55 @@
+"""The provider metadata Airflow reads: valid against Airflow's schema, and every path in it imports."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import airflow
+import jsonschema
+import pytest
+
+from airflow_provider_pixazo.get_provider_info import get_provider_info
+
+INFO = get_provider_info()
+
+
+def test_matches_airflows_provider_info_schema() -> None:
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(INFO, schema)
+
+
+def test_entry_point_and_package_name() -> None:
+    (entry,) = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_pixazo")
+    ]
+    assert entry.load() is get_provider_info
+    assert INFO["package-name"] == "airflow-provider-pixazo"
+
+
+@pytest.mark.parametrize("section", ["hooks", "operators", "sensors", "triggers"])
+def test_every_listed_module_imports(section: str) -> None:
+    modules = [module for entry in INFO[section] for module in entry["python-modules"]]
+    assert modules
+    for module in modules:
+        importlib.import_module(module)
+
+
+def test_classes_named_in_the_metadata_exist() -> None:
+    importlib.import_module(INFO["transfers"][0]["python-module"])
+    paths = [*INFO["extra-links"], *(conn["hook-class-name"] for conn in INFO["connection-types"])]
+    for path in paths:
+        module, _, name = path.rpartition(".")
+        assert hasattr(importlib.import_module(module), name), path
+
+
+def test_connection_form_declares_the_key_host_and_timeout() -> None:
+    (conn,) = INFO["connection-types"]
+    assert conn["connection-type"] == "pixazo"
+    behaviour = conn["ui-field-behaviour"]
+    assert behaviour["relabeling"]["password"] == "API key"
+    assert behaviour["placeholders"]["host"] == "https://gateway.pixazo.ai"
+    assert {"schema", "port", "login"} <= set(behaviour["hidden-fields"])
+    assert conn["conn-fields"]["timeout"]["schema"]["default"] == 30
