@@ -229,6 +229,11 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
             return self._publish(context, _raise_for_terminal(self.hook.get_status(request_id)))
         return request_id
 
+    def on_kill(self) -> None:
+        """Close the hook's connections when Airflow kills the task (timeout, mark failed)."""
+        if "hook" in self.__dict__:
+            self.hook.close()
+
     # -- helpers ----------------------------------------------------------------------------------
 
     def _poll(self, request_id: str) -> RequestResult:
@@ -330,7 +335,14 @@ class PixazoEditImageOperator(_PixazoSubmitOperator):
         """Read local and object-storage inputs into data URIs, then validate the edit."""
         from airflow_provider_pixazo.media import image_to_reference
 
-        images = [self.images] if isinstance(self.images, str) else list(self.images or [])
+        if isinstance(self.images, str):
+            images = [self.images]
+        elif isinstance(self.images, list | tuple):
+            images = list(self.images)
+        else:
+            raise PixazoValidationError(
+                "images", self.images, "an https URL, a data URI, a path or storage URI, or a list of them"
+            )
         references = [
             image_to_reference(image, parameter=f"images[{i}]", conn_id=self.images_conn_id)
             for i, image in enumerate(images)
