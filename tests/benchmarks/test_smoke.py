@@ -1,0 +1,68 @@
+"""The benchmark scripts run end to end at their smallest size and produce every figure (values not checked)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+
+WAITING_FIGURES = ("cpu_us_per_poll", "conns_per_poll", "rss_bytes_per_trigger", "lag_p99_ms", "polls", "ok")
+
+
+def _start(script: str, out: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen(
+        [sys.executable, str(BENCH / script), *args, "--json", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float) -> str:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"benchmark did not finish in time:\n{err[-2000:]}")
+    assert proc.returncode == 0, err[-2000:]
+    return out
+
+
+@pytest.mark.timeout(60)
+def test_benchmarks_produce_their_figures(tmp_path: Path) -> None:
+    # Both at once: most of the time is interpreters importing Airflow.
+    waiting = _start(
+        "waiting_cost.py", tmp_path / "waiting.json", "--n", "20", "--polls", "1", "--min-interval", "0.02"
+    )
+    parse = _start(
+        "parse_cost.py", tmp_path / "parse.json", "--runs", "1", "--top", "0", "--modules",
+        "airflow_provider_pixazo.triggers.pixazo",
+    )  # fmt: skip
+    waiting_out = _finish(waiting, 50)
+    parse_out = _finish(parse, 50)
+
+    rows = json.loads((tmp_path / "waiting.json").read_text())
+    assert {r["kind"] for r in rows} == {"pixazo", "http"}
+    for row in rows:
+        for figure in WAITING_FIGURES:
+            assert isinstance(row[figure], int | float), figure
+        assert row["polls"] > 0
+    assert "CPU µs/poll" in waiting_out
+    assert "ours ÷ anchor" in waiting_out
+
+    (parse_row,) = json.loads((tmp_path / "parse.json").read_text())
+    assert parse_row["module"] == "airflow_provider_pixazo.triggers.pixazo"
+    assert isinstance(parse_row["median_ms"], float)
+    assert "added import ms" in parse_out
+
