@@ -17,6 +17,11 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "example_dags"))
 
 import pytest  # noqa: E402
+import respx.mocks  # noqa: E402
+
+# respx mocks at the client's transport selection rather than inside httpcore, so the triggers'
+# own keep-alive transport (hooks/_pool.py) is replaced at the network edge like the default one.
+respx.mocks.DEFAULT_MOCKER = "httpx"
 
 from airflow_provider_pixazo.hooks import _transport  # noqa: E402
 

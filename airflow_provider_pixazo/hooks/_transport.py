@@ -34,6 +34,7 @@ from airflow_provider_pixazo.exceptions import (
     PixazoTransportError,
     PixazoValidationError,
 )
+from airflow_provider_pixazo.hooks._pool import KeepAliveTransport
 from airflow_provider_pixazo.retry import RetryPolicy, parse_retry_after, should_retry
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ USER_AGENT = "airflow-provider-pixazo"
 # would make every poll of a slow job open a new one.
 KEEPALIVE_EXPIRY = 120.0
 POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_EXPIRY)
+
+# Requests in flight at once from one triggerer loop to one gateway; more would only queue on the server.
+ASYNC_MAX_CONNECTIONS = 16
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -320,7 +324,8 @@ def shared_async_client(settings: ConnectionSettings) -> httpx.AsyncClient:
     clients = _ASYNC_CLIENTS.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(settings.cache_key)
     if client is None or client.is_closed:
-        client = clients[settings.cache_key] = httpx.AsyncClient(**client_kwargs(settings))
+        transport = KeepAliveTransport(max_connections=ASYNC_MAX_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY)
+        client = clients[settings.cache_key] = httpx.AsyncClient(**client_kwargs(settings), transport=transport)
     return client
 
 

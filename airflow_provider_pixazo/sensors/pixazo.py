@@ -11,13 +11,13 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_pixazo.events import RESULT_XCOM_KEY, result_from_event
 from airflow_provider_pixazo.exceptions import PixazoError, PixazoRequestErroredError, PixazoRequestFailedError
-from airflow_provider_pixazo.hooks.pixazo import PixazoHook
 from airflow_provider_pixazo.links.pixazo import image_links, persist_media_urls
 from airflow_provider_pixazo.models import RequestResult, RequestStatus, validate_request_id
-from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_pixazo.hooks.pixazo import PixazoHook
 
 __all__ = ["PixazoRequestSensor"]
 
@@ -51,7 +51,7 @@ class PixazoRequestSensor(BaseSensorOperator):
         self,
         *,
         request_id: str,
-        pixazo_conn_id: str = PixazoHook.default_conn_name,
+        pixazo_conn_id: str = "pixazo_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = 10,
         timeout: float = 3600,
@@ -65,6 +65,8 @@ class PixazoRequestSensor(BaseSensorOperator):
     @cached_property
     def hook(self) -> PixazoHook:
         """The Pixazo hook, made once per task."""
+        from airflow_provider_pixazo.hooks.pixazo import PixazoHook
+
         return PixazoHook(pixazo_conn_id=self.pixazo_conn_id)
 
     def execute(self, context: Context) -> Any:
@@ -83,6 +85,9 @@ class PixazoRequestSensor(BaseSensorOperator):
             raise
         if result is not None:
             return result
+        # Imported here: DAG files that only parse this sensor never load the trigger machinery.
+        from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
+
         self.defer(
             trigger=PixazoRequestTrigger(
                 request_id=self.request_id,

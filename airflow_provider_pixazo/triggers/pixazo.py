@@ -96,10 +96,9 @@ class PixazoRequestTrigger(BaseTrigger):
         while True:
             status: RequestStatus | None = None
             try:
-                result = await asyncio.wait_for(
-                    hook.aget_status(self.request_id),
-                    timeout=max(self.end_time - time.time(), MIN_POLL_BUDGET),
-                )
+                # asyncio.timeout, not wait_for: no extra task per poll.
+                async with asyncio.timeout(max(self.end_time - time.time(), MIN_POLL_BUDGET)):
+                    result = await hook.aget_status(self.request_id)
             except PixazoError as err:
                 if err.transient:
                     self.log.warning("Polling Pixazo request %s failed; will poll again: %s", self.request_id, err)
