@@ -18,11 +18,13 @@ CONNECTION_TYPE: dict[str, Any] = {
         },
     },
     "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port", "login"],
+        # Port stays: optional, but a connection without one trips the Test button of Airflow 3.3.2's UI.
+        "hidden-fields": ["schema", "login"],
         "relabeling": {"password": "API key", "host": "Gateway URL"},
         "placeholders": {
             "password": "Your Pixazo subscription key (Ocp-Apim-Subscription-Key)",
             "host": "https://gateway.pixazo.ai",
+            "port": "443 (optional; the gateway URL's own port wins)",
         },
     },
 }

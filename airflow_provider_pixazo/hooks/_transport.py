@@ -107,6 +107,8 @@ def settings_from_connection(conn: Any) -> ConnectionSettings:
         base_url = DEFAULT_BASE_URL
     elif "://" in host:
         base_url = host
+        if conn.port and httpx.URL(host).port is None:
+            base_url = str(httpx.URL(host).copy_with(port=int(conn.port)))
     else:
         scheme = conn.schema if conn.schema in ("http", "https") else "https"
         base_url = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")

@@ -29,6 +29,7 @@ import httpx
 from airflow import __version__ as AIRFLOW_VERSION
 from packaging.version import Version
 from PIL import Image
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
@@ -111,11 +112,14 @@ def test_connection_form(browser: Any, airflow_stack: AirflowStack, screenshots:
     assert _label_of(dialog, password) == BEHAVIOUR["relabeling"]["password"] == "API key"
     assert password.get_attribute("type") == "password"
     assert password.get_attribute("placeholder") == BEHAVIOUR["placeholders"]["password"]
-    for hidden in ("schema", "port", "login"):
+    for hidden in ("schema", "login"):
         assert dialog.find_elements(By.NAME, hidden) == [], f"{hidden} should be hidden"
     standard = dialog.find_element(By.XPATH, ".//*[@data-part='item'][.//button[normalize-space()='Standard Fields']]")
     named = {el.get_attribute("name") for el in standard.find_elements(By.CSS_SELECTOR, "input[name], textarea[name]")}
-    assert named == {"description", "host", "password"}
+    assert named == {"description", "host", "port", "password"}
+    # Port is shown (optional): Airflow 3.3.2's Test button needs one (apache/airflow#73298).
+    port = dialog.find_element(By.CSS_SELECTOR, "input[name=port]")
+    assert port.get_attribute("placeholder") == BEHAVIOUR["placeholders"]["port"]
 
     _set_value(host, stack.emulator_url)
     _set_value(password, stack.api_key)
@@ -168,7 +172,7 @@ def test_connection_form(browser: Any, airflow_stack: AirflowStack, screenshots:
     assert password.get_attribute("type") == "password"
     assert password.get_attribute("value") != stack.api_key  # the UI gets "***", never the key
     assert dialog.find_element(By.NAME, "element_timeout").get_attribute("value") == "10"
-    for hidden in ("schema", "port", "login"):
+    for hidden in ("schema", "login"):
         assert dialog.find_elements(By.NAME, hidden) == []
     _click(driver, By.CSS_SELECTOR, "[role=dialog] button[aria-label='Close']")
     _wait(driver).until(EC.invisibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]")))
@@ -194,6 +198,39 @@ def test_connection_test_button(browser: Any, airflow_stack: AirflowStack) -> No
     assert "the API key was accepted" in toast.text
 
     _click(driver, *_row_button(driver, "pixazo_wrong_key", "Test Connection"))
+    _wait(driver).until(
+        EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-scope=toast][data-type=error]"), "Pixazo rejected")
+    )
+
+
+def test_connection_test_button_with_a_port(browser: Any, airflow_stack: AirflowStack) -> None:
+    """With the port filled in (the form shows the field), the Test button works on Airflow 3.3.2 too."""
+    driver, stack = browser, airflow_stack
+    emulator = httpx.URL(stack.emulator_url)
+    bare_host = f"{emulator.scheme}://{emulator.host}"
+    with stack.api() as api:
+        for conn_id, key in (("pixazo_port_good", stack.api_key), ("pixazo_port_wrong", "wrong-key")):
+            conn = {
+                "connection_id": conn_id,
+                "conn_type": "pixazo",
+                "host": bare_host,
+                "port": emulator.port,
+                "password": key,
+            }
+            api.post("/connections", json=conn).raise_for_status()
+    _open_connections(driver, stack)
+
+    _click(driver, *_row_button(driver, "pixazo_port_good", "Test Connection"))
+    toast = _visible(driver, By.CSS_SELECTOR, "[data-scope=toast][data-part=root]")
+    assert "Test Connection Successful" in toast.text, toast.text
+    assert "the API key was accepted" in toast.text
+
+    # The first button's tooltip may still cover the next row: close it before the second click.
+    ActionChains(driver).send_keys(Keys.ESCAPE).move_by_offset(0, 0).perform()
+    _wait(driver).until(
+        EC.invisibility_of_element_located((By.CSS_SELECTOR, "[data-scope=tooltip][data-part=content]"))
+    )
+    _click(driver, *_row_button(driver, "pixazo_port_wrong", "Test Connection"))
     _wait(driver).until(
         EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-scope=toast][data-type=error]"), "Pixazo rejected")
     )

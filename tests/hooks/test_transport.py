@@ -65,6 +65,11 @@ def _conn(**kwargs: Any) -> Connection:
         ({"host": "https://gw.example.com/"}, "https://gw.example.com"),
         ({"host": "http://127.0.0.1:8080"}, "http://127.0.0.1:8080"),
         ({"host": "https://gw.example.com/prefix/"}, "https://gw.example.com/prefix"),
+        # A separate port fills in a URL that has none (the UI's Test button needs the port field) ...
+        ({"host": "http://127.0.0.1", "port": 8080}, "http://127.0.0.1:8080"),
+        ({"host": "https://gw.example.com/prefix", "port": 443}, "https://gw.example.com/prefix"),
+        # ... but never overrides the URL's own.
+        ({"host": "http://127.0.0.1:8080", "port": 9999}, "http://127.0.0.1:8080"),
     ],
 )
 def test_host_parsing(fields: dict[str, Any], base_url: str) -> None:
