@@ -1,14 +1,23 @@
 """
-Memory and throughput of PixazoToObjectStorageOperator on one big image.
+Memory and throughput of PixazoToObjectStorageOperator beside curl and the amazon provider's HttpToS3Operator.
 
-A child process serves a Pixazo status endpoint and one ``--size-mb`` "PNG" (a real PNG signature and
-IHDR chunk, then filler bytes), streamed from a generator, never held in memory. This process copies it
-to a local directory (and to a moto S3 server in another child process with ``--s3``) and prints the
-peak RSS growth (psutil, sampled every 5 ms; ``getrusage`` max RSS), the Python heap peak (tracemalloc)
-beside the file size and the throughput. Servers run in child processes so only the transfer's memory
-is measured.
+A child process serves a Pixazo status endpoint listing ``--images`` media URLs, each a ``--size-mb``
+"PNG" (a real PNG signature and IHDR chunk, then filler bytes) streamed from a generator, never held in
+memory. On the same bytes from that same server:
 
-    PYTHONPATH=. .venv/bin/python benchmarks/transfer_memory.py --size-mb 200 [--s3]
+1. local disk: the operator's throughput beside ``curl -s -o FILE URL`` writing the same files to the
+   same disk (one curl per image; with several images ``xargs -P <max_concurrency>`` runs them, as many
+   at a time as the operator downloads);
+2. S3 (``--s3``, a moto server in another child process): the operator's peak RSS growth beside
+   ``HttpToS3Operator`` moving the same objects (it reads ``response.content``: the whole object in memory).
+
+Every operator measurement runs in its own fresh interpreter: one warm-up pass on 1 MiB images (imports,
+connections, thread pools; not counted), one memory pass (peak RSS growth over the pre-pass RSS, psutil
+sampled every 5 ms, and ``getrusage`` max RSS growth; tracemalloc heap peak), then ``--repeat`` timing
+passes without instrumentation whose median is the throughput. curl is timed ``--repeat`` times too.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/transfer_memory.py --size-mb 200 --s3
+    PYTHONPATH=. .venv/bin/python benchmarks/transfer_memory.py --images 10 --size-mb 2 --s3
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -33,6 +44,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 REQUEST_ID = "gpt-image-2_019d0000-bench-0000-0000-000000000001"
+WARM_ID = "gpt-image-2_019d0000-bench-0000-0000-00000000warm"
+MAX_CONCURRENCY = 4  # the operator's default; curl runs as many at a time
 SERVE_CHUNK = 1024 * 1024
 MB = 1024 * 1024
 
@@ -61,9 +74,10 @@ def expected_sha256(size: int) -> str:
 # -- the child processes --------------------------------------------------------------------------
 
 
-def serve(size: int) -> None:
+def serve(size: int, images: int) -> None:
     """Serve status + media on 127.0.0.1; print the URL; run until stdin closes."""
     origin: list[str] = []  # set once the port is known
+    sizes = {REQUEST_ID: size, WARM_ID: min(size, MB)}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -72,23 +86,28 @@ def serve(size: int) -> None:
             pass
 
         def do_GET(self) -> None:
-            base = origin[0]
-            if self.path == f"/v2/requests/status/{REQUEST_ID}":
+            parts = self.path.split("/")
+            if self.path.startswith("/v2/requests/status/") and parts[-1] in sizes:
+                request_id = parts[-1]
                 body = json.dumps(
                     {
-                        "request_id": REQUEST_ID,
+                        "request_id": request_id,
                         "status": "COMPLETED",
                         "model_id": "gpt-image-2",
                         "error": None,
-                        "output": {"media_url": [f"{base}/media/{REQUEST_ID}/0.png"], "media_type": "image/png"},
+                        "output": {
+                            "media_url": [f"{origin[0]}{media_path(request_id, i)}" for i in range(images)],
+                            "media_type": "image/png",
+                        },
                         "created_at": "2026-03-31T10:00:00.000Z",
                         "updated_at": "2026-03-31T10:00:15.000Z",
                         "completed_at": "2026-03-31T10:00:15.000Z",
                     }
                 ).encode()
                 self._send(200, "application/json", len(body), iter([body]))
-            elif self.path == f"/media/{REQUEST_ID}/0.png":
-                self._send(200, "image/png", size, image_chunks(size))
+            elif len(parts) == 4 and parts[1] == "media" and parts[2] in sizes:
+                length = sizes[parts[2]]
+                self._send(200, "image/png", length, image_chunks(length))
             else:
                 self._send(404, "application/json", 2, iter([b"{}"]))
 
@@ -108,6 +127,10 @@ def serve(size: int) -> None:
     sys.stdin.read()  # the parent closes our stdin to stop us
 
 
+def media_path(request_id: str, index: int) -> str:
+    return f"/media/{request_id}/{index}.png"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -116,6 +139,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def child(args: list[str], *, read_url: bool) -> Iterator[str]:
+    """A long-running helper process (server); stopped by closing its stdin."""
     proc = subprocess.Popen(
         [sys.executable, *args],
         stdin=subprocess.PIPE,
@@ -180,100 +204,298 @@ def maxrss_bytes() -> int:
     return int(value if sys.platform == "darwin" else value * 1024)
 
 
-def run_transfer(destination: str, dest_conn_id: str | None, size: int, label: str) -> None:
+# -- the movers, each run inside a measuring child process ----------------------------------------
+
+
+def ours(request_id: str, destination: str, dest_conn_id: str | None) -> None:
     from airflow_provider_pixazo.transfers.pixazo_to_object_storage import PixazoToObjectStorageOperator
 
-    op = PixazoToObjectStorageOperator(
-        task_id=f"bench_{label}",
-        request_id=REQUEST_ID,
+    PixazoToObjectStorageOperator(
+        task_id="bench_ours",
+        request_id=request_id,
         destination=destination,
         dest_conn_id=dest_conn_id,
         write_provenance=True,
         overwrite=True,
-    )
+        max_concurrency=MAX_CONCURRENCY,
+    ).execute({})  # type: ignore[arg-type]
+
+
+def anchor(request_id: str, prefix: str, images: int) -> None:
+    """HttpToS3Operator, once per media URL (it moves one object per task), one after the other."""
+    from airflow.providers.amazon.aws.transfers.http_to_s3 import HttpToS3Operator
+
+    for index in range(images):
+        HttpToS3Operator(
+            task_id=f"bench_anchor_{index}",
+            http_conn_id="http_bench",
+            endpoint=media_path(request_id, index),
+            aws_conn_id="aws_bench",
+            s3_bucket="bench",
+            s3_key=f"{prefix}/{index}.png",
+            replace=True,
+        ).execute({})  # type: ignore[arg-type]
+
+
+def measure(kind: str, root: str, images: int, size: int, repeat: int) -> dict[str, Any]:
+    """Warm-up pass, memory pass, then ``repeat`` uninstrumented timing passes, in this fresh process."""
+    import logging
+
+    logging.disable(logging.INFO)  # per-file log lines would cost time in ours and not in curl
+
+    def one(request_id: str, tag: str) -> None:
+        if kind == "ours-local":
+            ours(request_id, os.path.join(root, tag), None)
+        elif kind == "ours-s3":
+            ours(request_id, f"s3://bench/{tag}", "aws_bench")
+        else:
+            anchor(request_id, tag, images)
+
+    one(WARM_ID, "warmup")
     baseline_rss, baseline_maxrss = rss(), maxrss_bytes()
     tracemalloc.start()
-    started = time.perf_counter()
     with RssSampler() as sampler:
-        uris = op.execute({})
-    elapsed = time.perf_counter() - started
+        one(REQUEST_ID, "memory")
     _, heap_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    row: dict[str, Any] = {
+        "baseline_rss_mb": baseline_rss / MB,
+        "peak_rss_growth_mb": (sampler.peak - baseline_rss) / MB,
+        "maxrss_growth_mb": (maxrss_bytes() - baseline_maxrss) / MB,
+        "heap_peak_mb": heap_peak / MB,
+    }
+    if kind == "ours-local":
+        verify_local(os.path.join(root, "memory"), images, size)
+    seconds = []
+    for run in range(repeat):
+        tag = f"timed{run}"
+        started = time.perf_counter()
+        one(REQUEST_ID, tag)
+        seconds.append(time.perf_counter() - started)
+        if kind == "ours-local":
+            shutil.rmtree(os.path.join(root, tag))
+    row["seconds"] = seconds
+    row["mb_per_s"] = images * size / MB / statistics.median(seconds)
+    return row
 
+
+def verify_local(root: str, images: int, size: int) -> None:
+    sha = expected_sha256(size)
+    with open(os.path.join(root, REQUEST_ID, "provenance.json")) as handle:
+        records = json.load(handle)["files"]
+    assert len(records) == images, "sidecar lists the wrong number of files"
+    for index, record in enumerate(records):
+        assert os.path.getsize(os.path.join(root, REQUEST_ID, f"{index}.png")) == size, "size mismatch"
+        assert record["sha256"] == sha, "sidecar sha256 does not match the served bytes"
+        assert record["size"] == size, "sidecar size does not match the served bytes"
+
+
+def run_measure_child(kind: str, root: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run :func:`measure` in a fresh interpreter; return its result row."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--measure",
+            kind,
+            "--root",
+            root,
+            "--images",
+            str(args.images),
+            "--size-mb",
+            str(args.size_mb),
+            "--repeat",
+            str(args.repeat),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        check=False,
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode or not lines:
+        raise RuntimeError(f"{kind} child failed (exit {out.returncode}):\n{out.stderr[-4000:]}")
+    row = json.loads(lines[-1][len("RESULT ") :])
     print(
-        f"{label:6} {size / MB:8.0f} MB in {elapsed:6.2f} s = {size / MB / elapsed:7.1f} MB/s | "
-        f"peak RSS growth {(sampler.peak - baseline_rss) / MB:6.1f} MB (psutil), "
-        f"{(maxrss_bytes() - baseline_maxrss) / MB:6.1f} MB (getrusage max RSS) | "
-        f"Python heap peak {heap_peak / MB:5.1f} MB (tracemalloc) | {uris[0]}",
+        f"{kind:10} memory pass: peak RSS growth {row['peak_rss_growth_mb']:6.1f} MB (psutil), "
+        f"{row['maxrss_growth_mb']:6.1f} MB (getrusage), heap peak {row['heap_peak_mb']:5.1f} MB | "
+        f"timing passes {', '.join(f'{s:.2f}' for s in row['seconds'])} s -> median {row['mb_per_s']:.1f} MB/s",
         flush=True,
     )
+    return row
 
 
-def verify_local(root: str, size: int, sha: str) -> None:
-    path = os.path.join(root, REQUEST_ID, "0.png")
-    with open(os.path.join(root, REQUEST_ID, "provenance.json")) as handle:
-        record = json.load(handle)["files"][0]
-    assert os.path.getsize(path) == size, "size mismatch"
-    assert record["sha256"] == sha, "sidecar sha256 does not match the served bytes"
-    assert record["size"] == size, "sidecar size does not match the served bytes"
+# -- curl, from this process ----------------------------------------------------------------------
+
+
+def run_curl(url: str, root: str, images: int, size: int, repeat: int) -> dict[str, Any]:
+    """``curl -s -o FILE URL`` per image; ``xargs -P MAX_CONCURRENCY`` when there are several."""
+    curl = shutil.which("curl")
+    if curl is None:
+        raise SystemExit("curl is not installed (apt-get install -y curl)")
+    seconds = []
+    for run in range(repeat):
+        directory = os.path.join(root, f"curl{run}")
+        os.makedirs(directory)
+        pairs = [(os.path.join(directory, f"{i}.png"), f"{url}{media_path(REQUEST_ID, i)}") for i in range(images)]
+        started = time.perf_counter()
+        if images == 1:
+            subprocess.run([curl, "-s", "-o", pairs[0][0], pairs[0][1]], check=True)
+        else:
+            subprocess.run(
+                ["xargs", "-P", str(MAX_CONCURRENCY), "-n", "2", curl, "-s", "-o"],
+                input="".join(f"{path} {link}\n" for path, link in pairs),
+                text=True,
+                check=True,
+            )
+        seconds.append(time.perf_counter() - started)
+        for path, _ in pairs:
+            assert os.path.getsize(path) == size, "curl wrote the wrong size"
+        shutil.rmtree(directory)
+    mode = "1 curl" if images == 1 else f"{images} curls via xargs -P {MAX_CONCURRENCY}"
+    row = {"mode": mode, "seconds": seconds, "mb_per_s": images * size / MB / statistics.median(seconds)}
+    print(
+        f"{'curl':10} {mode}: {', '.join(f'{s:.2f}' for s in seconds)} s -> median {row['mb_per_s']:.1f} MB/s",
+        flush=True,
+    )
+    return row
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    def num(value: float | None, fmt: str = "{:.1f}") -> str:
+        return "n/a" if value is None else fmt.format(value)
+
+    lines = [
+        "| case | size | ours MB/s | curl MB/s | ours/curl (goal >= 0.8) | ours peak RSS growth MB "
+        "(goal <= 16) | anchor peak RSS growth MB | anchor MB/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['case']} | {row['size']} | {num(row['ours_mb_per_s'])} | {num(row.get('curl_mb_per_s'))} "
+            f"| {num(row.get('ratio'), '{:.2f}')} | {num(row['ours_peak_rss_growth_mb'])} "
+            f"| {num(row.get('anchor_peak_rss_growth_mb'))} | {num(row.get('anchor_mb_per_s'))} |"
+        )
+    return "\n".join(lines)
+
+
+def setup_s3(port: int) -> Any:
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ["AIRFLOW_CONN_AWS_BENCH"] = json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        }
+    )
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(Bucket="bench")
+    return s3
+
+
+def verify_s3(s3: Any, prefix: str, images: int, size: int, *, sidecar: bool) -> None:
+    for index in range(images):
+        key = f"{prefix}/{REQUEST_ID}/{index}.png" if sidecar else f"{prefix}/{index}.png"
+        assert s3.head_object(Bucket="bench", Key=key)["ContentLength"] == size, f"S3 size mismatch: {key}"
+    if sidecar:
+        body = s3.get_object(Bucket="bench", Key=f"{prefix}/{REQUEST_ID}/provenance.json")["Body"].read()
+        assert all(f["sha256"] == expected_sha256(size) for f in json.loads(body)["files"]), "S3 sha256 mismatch"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-mb", type=int, default=200, help="size of the served image in MiB (default 200)")
-    parser.add_argument("--s3", action="store_true", help="also copy to a moto S3 server")
+    parser.add_argument("--size-mb", type=int, default=200, help="size of each served image in MiB (default 200)")
+    parser.add_argument("--images", type=int, default=1, help="media URLs the request lists (default 1)")
+    parser.add_argument("--repeat", type=int, default=3, help="timing passes; the median counts (default 3)")
+    parser.add_argument("--s3", action="store_true", help="also copy to a moto S3 server, beside HttpToS3Operator")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("ours-local", "ours-s3", "anchor-s3"), help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
     size = args.size_mb * MB
     if args.serve:
-        serve(size)
+        serve(size, args.images)
+        return
+    if args.measure:
+        row = measure(args.measure, args.root, args.images, size, args.repeat)
+        print("RESULT " + json.dumps(row), flush=True)
         return
 
-    sha = expected_sha256(size)
-    with child([os.path.abspath(__file__), "--serve", "--size-mb", str(args.size_mb)], read_url=True) as url:
+    total = f"{args.images} x {args.size_mb} MiB" if args.images > 1 else f"{args.size_mb} MiB"
+    rows: list[dict[str, Any]] = []
+    server_args = ["--serve", "--size-mb", str(args.size_mb), "--images", str(args.images)]
+    with child([os.path.abspath(__file__), *server_args], read_url=True) as url:
         os.environ["AIRFLOW_CONN_PIXAZO_DEFAULT"] = json.dumps(
             {"conn_type": "pixazo", "host": url, "password": "sk-bench-key"}
         )
-        print(f"Serving a {args.size_mb} MiB PNG from {url}; chunk size 1 MiB, max_concurrency 4")
+        port = int(url.rsplit(":", 1)[1])
+        os.environ["AIRFLOW_CONN_HTTP_BENCH"] = json.dumps(
+            {"conn_type": "http", "host": "127.0.0.1", "port": port, "schema": "http"}
+        )
+        print(
+            f"Serving {total} PNG from {url}; chunk size 1 MiB, max_concurrency {MAX_CONCURRENCY}, "
+            f"{args.repeat} timing passes",
+            flush=True,
+        )
         with tempfile.TemporaryDirectory(prefix="pixazo-bench-") as root:
-            # Warm-up: imports, connection parsing and thread pool, so they are not counted as growth.
-            run_transfer(os.path.join(root, "warmup"), None, size, "warmup")
-            run_transfer(os.path.join(root, "local"), None, size, "local")
-            verify_local(os.path.join(root, "local"), size, sha)
-            print("local  sha256 and size verified against the served bytes")
+            local = run_measure_child("ours-local", root, args)
+            curl = run_curl(url, root, args.images, size, args.repeat)
+        rows.append(
+            {
+                "case": "local disk",
+                "size": total,
+                "ours_mb_per_s": local["mb_per_s"],
+                "curl_mb_per_s": curl["mb_per_s"],
+                "curl_mode": curl["mode"],
+                "ratio": local["mb_per_s"] / curl["mb_per_s"],
+                "ours_peak_rss_growth_mb": local["peak_rss_growth_mb"],
+                "ours": local,
+                "curl": curl,
+            }
+        )
 
         if args.s3:
-            port = free_port()
-            with child(["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], read_url=False):
-                wait_for_port(port)
-                endpoint = f"http://127.0.0.1:{port}"
-                os.environ["AIRFLOW_CONN_AWS_BENCH"] = json.dumps(
-                    {
-                        "conn_type": "aws",
-                        "login": "testing",
-                        "password": "testing",
-                        "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-                    }
-                )
-                import boto3
+            moto_port = free_port()
+            with child(["-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)], read_url=False):
+                wait_for_port(moto_port)
+                s3 = setup_s3(moto_port)
+                ours_s3 = run_measure_child("ours-s3", "", args)
+                verify_s3(s3, "memory", args.images, size, sidecar=True)
+                anchor_s3 = run_measure_child("anchor-s3", "", args)
+                verify_s3(s3, "memory", args.images, size, sidecar=False)
+                print("s3         object sizes and sha256 verified", flush=True)
+            rows.append(
+                {
+                    "case": "S3 (moto)",
+                    "size": total,
+                    "ours_mb_per_s": ours_s3["mb_per_s"],
+                    "ours_peak_rss_growth_mb": ours_s3["peak_rss_growth_mb"],
+                    "anchor_peak_rss_growth_mb": anchor_s3["peak_rss_growth_mb"],
+                    "anchor_mb_per_s": anchor_s3["mb_per_s"],
+                    "ours": ours_s3,
+                    "anchor": anchor_s3,
+                }
+            )
 
-                s3 = boto3.client(
-                    "s3",
-                    endpoint_url=endpoint,
-                    region_name="us-east-1",
-                    aws_access_key_id="testing",
-                    aws_secret_access_key="testing",
-                )
-                s3.create_bucket(Bucket="bench")
-                run_transfer("s3://bench/warm", "aws_bench", size, "s3warm")
-                run_transfer("s3://bench/images", "aws_bench", size, "s3")
-                head = s3.head_object(Bucket="bench", Key=f"images/{REQUEST_ID}/0.png")
-                assert head["ContentLength"] == size, "S3 object size mismatch"
-                sidecar = json.loads(
-                    s3.get_object(Bucket="bench", Key=f"images/{REQUEST_ID}/provenance.json")["Body"].read()
-                )
-                assert sidecar["files"][0]["sha256"] == sha, "S3 sidecar sha256 mismatch"
-                print(f"s3     object size and sha256 verified ({head['ContentType']})")
+    print()
+    print(table(rows))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"images": args.images, "size_mb": args.size_mb, "repeat": args.repeat, "rows": rows}, handle)
+            handle.write("\n")
 
 
 if __name__ == "__main__":

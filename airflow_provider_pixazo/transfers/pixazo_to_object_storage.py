@@ -63,7 +63,7 @@ PROVENANCE_FILE_NAME = "provenance.json"
 #: Bytes read from the network and hashed at a time; the only buffer a download holds.
 CHUNK_SIZE = 1024 * 1024
 #: Part size for object-store uploads: what s3fs/gcsfs read into memory at a time (S3's minimum is 5 MiB).
-UPLOAD_PART_SIZE = 8 * 1024 * 1024
+UPLOAD_PART_SIZE = 5 * 1024 * 1024
 _S3_MAX_PARTS = 10_000
 _S3_PROTOCOLS = ("s3", "s3a", "s3n")
 _GCS_PROTOCOLS = ("gs", "gcs")
@@ -562,10 +562,13 @@ class PixazoToObjectStorageOperator(BaseOperator):
                 media_type = _check_magic(head, announced, index, url)
                 target = target_for(EXTENSIONS[media_type])
                 staged = _StagedFile(target, media_type)
+                chunk = b""
                 for chunk in itertools.chain(pending, chunks):
                     if abort.is_set():
                         raise _Aborted
                     staged.write(chunk)
+                # The upload below reads its own parts: hold no download buffer while it runs.
+                del head, pending, chunk
                 received = response.num_bytes_downloaded
                 if declared is not None and received != declared:
                     raise PixazoDownloadError(
