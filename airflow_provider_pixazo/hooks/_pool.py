@@ -64,8 +64,11 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         url = request.url
         origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
-        async with asyncio.timeout(timeouts.get("pool")):
-            await self._slots.acquire()
+        try:
+            async with asyncio.timeout(timeouts.get("pool")):
+                await self._slots.acquire()
+        except TimeoutError as err:
+            raise httpx.PoolTimeout("Timed out waiting for a free connection slot", request=request) from err
         try:
             conn = self._checkout(origin)
             if conn is not None and request.method in _IDEMPOTENT:

@@ -172,3 +172,15 @@ async def test_against_the_emulator_one_connection_for_many_polls() -> None:
         # The POST opened the connection (never a kept one); all twenty polls reused it.
         assert emulator.connections_opened == 1
         assert transport.connections_opened == 1
+
+
+async def test_waiting_for_a_slot_times_out_as_a_pool_timeout(raw_server: RawServer) -> None:
+    transport = KeepAliveTransport(max_connections=1)
+    timeout = httpx.Timeout(5.0, pool=0.05)
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=transport, timeout=timeout) as client:
+        slow = asyncio.ensure_future(client.get("/slow"))
+        await asyncio.sleep(0.05)
+        # The only slot is busy: httpx's PoolTimeout, which proves the request never left.
+        with pytest.raises(httpx.PoolTimeout):
+            await client.get("/ok")
+        assert (await slow).text == "ok"
