@@ -47,6 +47,7 @@ USER_AGENT = "airflow-provider-pixazo"
 # A poll every few seconds must reuse its TCP connection: httpx's default 5 s keep-alive expiry
 # would make every poll of a slow job open a new one.
 KEEPALIVE_EXPIRY = 120.0
+# The sync client's pool (the async one runs on hooks/_pool.py's transport, which has its own bound).
 POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_EXPIRY)
 
 # Requests in flight at once from one triggerer loop to one gateway; more would only queue on the server.
@@ -107,8 +108,9 @@ def settings_from_connection(conn: Any) -> ConnectionSettings:
         base_url = DEFAULT_BASE_URL
     elif "://" in host:
         base_url = host
-        if conn.port and httpx.URL(host).port is None:
-            base_url = str(httpx.URL(host).copy_with(port=int(conn.port)))
+        given = httpx.URL(host)
+        if conn.port and given.port is None:
+            base_url = str(given.copy_with(port=int(conn.port)))
     else:
         scheme = conn.schema if conn.schema in ("http", "https") else "https"
         base_url = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
@@ -161,7 +163,6 @@ def client_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
         "auth": PixazoAuth(settings.api_key, settings.origin),
         "timeout": settings.httpx_timeout,
         "headers": {"Cache-Control": "no-cache", "User-Agent": USER_AGENT},
-        "limits": POOL_LIMITS,
         # Never follow a redirect with the key: Pixazo's API does not redirect.
         "follow_redirects": False,
     }

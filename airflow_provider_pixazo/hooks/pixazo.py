@@ -93,7 +93,7 @@ class PixazoHook(BaseHook):
 
     @cached_property
     def _client(self) -> httpx.Client:
-        return httpx.Client(**_transport.client_kwargs(self.settings))
+        return httpx.Client(**_transport.client_kwargs(self.settings), limits=_transport.POOL_LIMITS)
 
     def close(self) -> None:
         """Close the sync clients (API and media) and their connections."""
