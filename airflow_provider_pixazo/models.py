@@ -16,7 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_pixazo.exceptions import PixazoValidationError
+from airflow_provider_pixazo.exceptions import (
+    PixazoRequestErroredError,
+    PixazoRequestFailedError,
+    PixazoValidationError,
+)
 
 __all__ = [
     "MODELS",
@@ -146,6 +150,19 @@ class RequestResult:
             updated_at=_text_or_none(payload.get("updated_at")),
             completed_at=_text_or_none(payload.get("completed_at")),
         )
+
+    def raise_for_failure(self) -> RequestResult:
+        """
+        Return this result, or raise when the request ended FAILED or ERROR.
+
+        :raises PixazoRequestFailedError: for FAILED, with Pixazo's reason.
+        :raises PixazoRequestErroredError: for ERROR (a Pixazo system error, not charged).
+        """
+        if self.status is RequestStatus.FAILED:
+            raise PixazoRequestFailedError(self.request_id, self.error)
+        if self.status is RequestStatus.ERROR:
+            raise PixazoRequestErroredError(self.request_id, self.error)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict, as pushed to XCom and carried in trigger events."""

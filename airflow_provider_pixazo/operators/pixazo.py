@@ -27,8 +27,6 @@ from airflow.sdk import BaseOperator
 from airflow_provider_pixazo.events import RESULT_XCOM_KEY, result_from_event
 from airflow_provider_pixazo.exceptions import (
     PixazoNotFoundError,
-    PixazoRequestErroredError,
-    PixazoRequestFailedError,
     PixazoTimeoutError,
     PixazoValidationError,
 )
@@ -226,7 +224,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
         """The request id; with wait_for_completion, the result of a request already completed is published too."""
         request_id, _ = _unpack(external_id)
         if self.wait_for_completion and not self._published:
-            return self._publish(context, _raise_for_terminal(self.hook.get_status(request_id)))
+            return self._publish(context, self.hook.get_status(request_id).raise_for_failure())
         return request_id
 
     def on_kill(self) -> None:
@@ -245,7 +243,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
                 self.log.info("Pixazo request %s is %s", request_id, result.status.value)
                 last = result.status
             if result.status.is_terminal:
-                return _raise_for_terminal(result)
+                return result.raise_for_failure()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise PixazoTimeoutError(request_id, self.timeout, last.value)
@@ -376,11 +374,3 @@ def _unpack(external_id: Any) -> tuple[str, str | None]:
     if isinstance(external_id, dict):
         return str(external_id.get("request_id")), external_id.get("fingerprint")
     return str(external_id), None
-
-
-def _raise_for_terminal(result: RequestResult) -> RequestResult:
-    if result.status is RequestStatus.FAILED:
-        raise PixazoRequestFailedError(result.request_id, result.error)
-    if result.status is RequestStatus.ERROR:
-        raise PixazoRequestErroredError(result.request_id, result.error)
-    return result

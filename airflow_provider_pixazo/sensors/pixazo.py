@@ -10,7 +10,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_pixazo.events import RESULT_XCOM_KEY, result_from_event
-from airflow_provider_pixazo.exceptions import PixazoError, PixazoRequestErroredError, PixazoRequestFailedError
+from airflow_provider_pixazo.exceptions import PixazoError
 from airflow_provider_pixazo.links.pixazo import image_links, persist_media_urls
 from airflow_provider_pixazo.models import RequestResult, RequestStatus, validate_request_id
 
@@ -130,12 +130,9 @@ class PixazoRequestSensor(BaseSensorOperator):
                 raise
             self.log.warning("Could not read the status of Pixazo request %s; will try again: %s", request_id, err)
             return None
-        if result.status is RequestStatus.FAILED:
-            self.log.error("Pixazo request %s FAILED: %s", request_id, result.error)
-            raise PixazoRequestFailedError(request_id, result.error)
-        if result.status is RequestStatus.ERROR:
-            self.log.error("Pixazo request %s ended in ERROR: %s", request_id, result.error)
-            raise PixazoRequestErroredError(request_id, result.error)
+        if result.status in (RequestStatus.FAILED, RequestStatus.ERROR):
+            self.log.error("Pixazo request %s ended %s: %s", request_id, result.status.value, result.error)
+            result.raise_for_failure()
         if result.status is not RequestStatus.COMPLETED:
             self.log.info("Pixazo request %s is %s", request_id, result.status.value)
             return None

@@ -35,8 +35,6 @@ from airflow.sdk import BaseOperator
 from airflow_provider_pixazo.exceptions import (
     PixazoDestinationConflictError,
     PixazoDownloadError,
-    PixazoRequestErroredError,
-    PixazoRequestFailedError,
     PixazoRequestNotCompletedError,
     PixazoValidationError,
 )
@@ -477,10 +475,7 @@ class PixazoToObjectStorageOperator(BaseOperator):
 
     @staticmethod
     def _check_completed(result: RequestResult) -> None:
-        if result.status is RequestStatus.FAILED:
-            raise PixazoRequestFailedError(result.request_id, result.error)
-        if result.status is RequestStatus.ERROR:
-            raise PixazoRequestErroredError(result.request_id, result.error)
+        result.raise_for_failure()
         if result.status is not RequestStatus.COMPLETED:
             raise PixazoRequestNotCompletedError(result.request_id, result.status)
         if not result.media_urls:
