@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_pixazo.exceptions import (
     PixazoAuthError,
@@ -23,7 +23,10 @@ from airflow_provider_pixazo.exceptions import (
 )
 from airflow_provider_pixazo.models import RequestResult
 
-__all__ = ["RESULT_XCOM_KEY", "WaitOutcome", "make_event_payload", "result_from_event"]
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["RESULT_XCOM_KEY", "WaitOutcome", "make_event_payload", "publish_result", "result_from_event"]
 
 #: XCom key under which tasks that wait push the final result (``RequestResult.to_dict()``).
 RESULT_XCOM_KEY = "pixazo_result"
@@ -59,6 +62,22 @@ def make_event_payload(
     if extra:
         payload.update(extra)
     return payload
+
+
+def publish_result(context: Context, result: RequestResult) -> dict[str, Any]:
+    """
+    Push a finished result where tasks that wait publish it, and return it as a dict.
+
+    The dict goes to XCom under :data:`RESULT_XCOM_KEY`; the media URLs go where the image links
+    read them.
+    """
+    # Imported here: the trigger imports this module in the triggerer, which never needs the links.
+    from airflow_provider_pixazo.links.pixazo import persist_media_urls
+
+    data = result.to_dict()
+    context["ti"].xcom_push(key=RESULT_XCOM_KEY, value=data)
+    persist_media_urls(context, list(result.media_urls))
+    return data
 
 
 def result_from_event(event: Any) -> RequestResult:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_pixazo.events import RESULT_XCOM_KEY, result_from_event
+from airflow_provider_pixazo.events import publish_result, result_from_event
 from airflow_provider_pixazo.exceptions import (
     PixazoNotFoundError,
     PixazoTimeoutError,
@@ -250,8 +250,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
             time.sleep(min(self.poll_interval, remaining))
 
     def _publish(self, context: Context, result: RequestResult) -> str:
-        context["ti"].xcom_push(key=RESULT_XCOM_KEY, value=result.to_dict())
-        persist_media_urls(context, list(result.media_urls))
+        publish_result(context, result)
         self._published = True
         self.log.info(
             "Pixazo request %s COMPLETED with %d image(s): %s",

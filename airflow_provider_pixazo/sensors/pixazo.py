@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airflow_provider_pixazo.events import RESULT_XCOM_KEY, result_from_event
+from airflow_provider_pixazo.events import publish_result, result_from_event
 from airflow_provider_pixazo.exceptions import PixazoError
 from airflow_provider_pixazo.links.pixazo import image_links, persist_media_urls
 from airflow_provider_pixazo.models import RequestResult, RequestStatus, validate_request_id
@@ -146,7 +146,4 @@ class PixazoRequestSensor(BaseSensorOperator):
             result.media_type or "media",
             ", ".join(result.media_urls),
         )
-        data = result.to_dict()
-        persist_media_urls(context, result.media_urls)
-        context["ti"].xcom_push(key=RESULT_XCOM_KEY, value=data)
-        return data
+        return publish_result(context, result)
