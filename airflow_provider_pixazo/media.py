@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from airflow_provider_pixazo.exceptions import PixazoValidationError
+from airflow_provider_pixazo.hooks._settings import origin_of
+
+if TYPE_CHECKING:
+    from airflow_provider_pixazo.hooks._settings import ConnectionSettings
 
 __all__ = [
     "EXTENSIONS",
     "MAX_INPUT_IMAGE_BYTES",
+    "check_media_url",
     "extension_for",
     "image_to_reference",
     "sniff_media_type",
@@ -105,3 +112,22 @@ def _as_uri(source: Any) -> str:
     text = str(source)
     # A bare path is a local file; ObjectStoragePath needs a scheme to pick the file system.
     return text if "://" in text else f"file://{os.path.abspath(os.path.expanduser(text))}"
+
+
+def check_media_url(url: Any, settings: ConnectionSettings) -> httpx.URL:
+    """
+    Accept a media URL only over https, or from the gateway's own origin (the local emulator).
+
+    :raises PixazoValidationError: for any other URL.
+    """
+    try:
+        parsed = httpx.URL(url) if isinstance(url, str) else None
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is not None and parsed.host and (parsed.scheme == "https" or origin_of(parsed) == settings.origin):
+        return parsed
+    raise PixazoValidationError(
+        "media_url",
+        url,
+        f"media is downloaded only over https or from the connection's own {settings.base_url}",
+    )

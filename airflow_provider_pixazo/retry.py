@@ -9,19 +9,30 @@ Backoff is exponential with jitter and never shorter than the ``Retry-After`` th
 
 from __future__ import annotations
 
-import email.utils
+import asyncio
+import itertools
+import logging
 import random
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
+
+import httpx
 
 from airflow_provider_pixazo.exceptions import (
     PixazoError,
     PixazoRateLimitError,
     PixazoServerError,
     PixazoTransportError,
+    error_from_exception,
+    error_from_response,
+    parse_retry_after,
+    uncertain_submit,
 )
 
-__all__ = ["RetryPolicy", "parse_retry_after", "should_retry"]
+__all__ = ["Outcome", "RetryPolicy", "drive_async", "drive_sync", "exchange", "parse_retry_after", "should_retry"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,17 +80,93 @@ def should_retry(error: PixazoError, *, submit: bool) -> bool:
     return False
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header, which holds either seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
+Outcome = httpx.Response | httpx.TransportError
+
+
+def exchange(
+    request: httpx.Request,
+    policy: RetryPolicy,
+    *,
+    submit: bool = False,
+    request_id: str | None = None,
+) -> Generator[httpx.Request | float, Outcome, httpx.Response]:
+    """
+    The retry rule: yields the request to send or seconds to sleep; returns the successful response.
+
+    The caller sends each yielded request and feeds back the response or the httpx exception.
+
+    :param submit: True for a paid submit, which is resent only when Pixazo provably did not take it.
+    :raises PixazoError: the mapped error once retrying is not allowed or attempts are spent.
+    """
+    started = time.monotonic()
+    for attempt in itertools.count(1):
+        outcome = yield request
+        if isinstance(outcome, httpx.Response) and outcome.is_success:
+            return outcome
+        error: PixazoError = (
+            error_from_exception(outcome)
+            if isinstance(outcome, httpx.TransportError)
+            else error_from_response(outcome, request_id=request_id)
+        )
+        if not should_retry(error, submit=submit):
+            if submit and error.transient:
+                raise uncertain_submit(request, error, started) from error
+            raise error
+        if attempt >= policy.max_attempts:
+            raise error
+        delay = policy.delay(attempt, getattr(error, "retry_after", None))
+        log.warning("%s (attempt %d of %d); retrying in %.1fs", error, attempt, policy.max_attempts, delay)
+        yield delay
+    raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
+
+
+def drive_sync(
+    flow: Generator[httpx.Request | float, Outcome, httpx.Response],
+    client: httpx.Client,
+    *,
+    stream: bool = False,
+) -> httpx.Response:
+    """Run :func:`exchange` with a sync client."""
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+        step = next(flow)
+        while True:
+            if not isinstance(step, httpx.Request):
+                time.sleep(step)
+                step = next(flow)
+                continue
+            outcome: Outcome
+            try:
+                response = client.send(step, stream=stream)
+                if stream and not response.is_success:
+                    # Error bodies are small; read them so the error can quote Pixazo's message.
+                    response.read()
+                    response.close()
+                outcome = response
+            except httpx.TransportError as exc:
+                outcome = exc
+            step = flow.send(outcome)
+    except StopIteration as done:
+        result: httpx.Response = done.value
+        return result
+
+
+async def drive_async(
+    flow: Generator[httpx.Request | float, Outcome, httpx.Response],
+    client: httpx.AsyncClient,
+) -> httpx.Response:
+    """Run :func:`exchange` with an async client."""
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+        step = next(flow)
+        while True:
+            if not isinstance(step, httpx.Request):
+                await asyncio.sleep(step)
+                step = next(flow)
+                continue
+            try:
+                outcome: Outcome = await client.send(step)
+            except httpx.TransportError as exc:
+                outcome = exc
+            step = flow.send(outcome)
+    except StopIteration as done:
+        response: httpx.Response = done.value
+        return response

@@ -214,7 +214,7 @@ def _event_ok(kind: str, payload: Any) -> bool:
 async def _close_pools(kind: str) -> None:
     if kind == "pixazo":
         # Public helper "for tests and orderly shutdowns": the measured run starts with a cold pool.
-        from airflow_provider_pixazo.hooks._transport import aclose_shared_clients
+        from airflow_provider_pixazo.hooks._clients import aclose_shared_clients
 
         await aclose_shared_clients()
 

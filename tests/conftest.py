@@ -20,10 +20,10 @@ import pytest  # noqa: E402
 import respx.mocks  # noqa: E402
 
 # respx mocks at the client's transport selection rather than inside httpcore, so the triggers'
-# own keep-alive transport (hooks/_pool.py) is replaced at the network edge like the default one.
+# own keep-alive transport (hooks/_transport.py) is replaced at the network edge like the default one.
 respx.mocks.DEFAULT_MOCKER = "httpx"
 
-from airflow_provider_pixazo.hooks import _transport  # noqa: E402
+from airflow_provider_pixazo import retry  # noqa: E402
 
 # Airflow 3.3's task SDK resolves AIRFLOW_CONN_* variables in BaseHook.get_connection and
 # aget_connection outside a running task with no further setup (checked in
@@ -42,7 +42,7 @@ def pixazo_conn(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 class _SleeplessModule:
-    """Stands in for ``time`` / ``asyncio`` inside ``_transport`` only: every attribute but ``sleep`` is real."""
+    """Stands in for ``time`` / ``asyncio`` inside ``retry`` only: every attribute but ``sleep`` is real."""
 
     def __init__(self, module: Any, sleep: Any) -> None:
         self._module = module
@@ -65,6 +65,6 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         delays.append(seconds)
         await real_async_sleep(0)
 
-    monkeypatch.setattr(_transport, "time", _SleeplessModule(time, fake_sleep))
-    monkeypatch.setattr(_transport, "asyncio", _SleeplessModule(asyncio, fake_async_sleep))
+    monkeypatch.setattr(retry, "time", _SleeplessModule(time, fake_sleep))
+    monkeypatch.setattr(retry, "asyncio", _SleeplessModule(asyncio, fake_async_sleep))
     return delays

@@ -14,8 +14,8 @@ from airflow_provider_pixazo.exceptions import (
     PixazoNotFoundError,
     PixazoRateLimitError,
     PixazoServerError,
+    error_from_exception,
 )
-from airflow_provider_pixazo.hooks._transport import error_from_exception
 from airflow_provider_pixazo.retry import RetryPolicy, parse_retry_after, should_retry
 
 

@@ -1,379 +1,205 @@
 """
-Talking HTTP to Pixazo: connection settings, authentication, error mapping and the retry loop.
+A small keep-alive HTTP/1.1 transport for the triggers' shared async client.
 
-Everything here that does not touch the network is shared by the sync and async halves of
-:class:`~airflow_provider_pixazo.hooks.pixazo.PixazoHook`. The retry rule is written once, as the
-generator :func:`exchange`; :func:`drive_sync` and :func:`drive_async` only send, sleep and feed the
-outcome back, exactly as httpx drives its ``Auth.auth_flow`` with two small loops.
+Thousands of triggers in one triggerer poll the same status endpoint. httpcore's connection pool
+re-scans every pooled connection on each request (a ``poll()`` per connection, growing with the pool
+and the queue of waiting requests), so its CPU per poll grows with the number of waiting triggers;
+measured here, 10 000 triggers never finished. This transport keeps idle connections in a
+last-in-first-out list per origin and bounds concurrency with a semaphore, so a poll costs the same
+with 10 or 10 000 triggers waiting. Parsing is h11's (the parser httpcore itself uses): chunked
+bodies, ``Connection: close`` and keep-alive cycles are handled by it, and httpx above still decodes
+``Content-Encoding``, applies auth and builds the ``httpx.Response``.
+
+Bodies are read whole: status answers are a few hundred bytes. Media downloads never use this
+transport (they stream through a plain sync client).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import itertools
-import logging
+import ssl
 import time
-import weakref
-from collections.abc import Generator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
+import h11
 import httpx
 
-from airflow_provider_pixazo.exceptions import (
-    PixazoAPIError,
-    PixazoAuthError,
-    PixazoBadRequestError,
-    PixazoError,
-    PixazoInsufficientBalanceError,
-    PixazoNotFoundError,
-    PixazoRateLimitError,
-    PixazoServerError,
-    PixazoSubmitUncertainError,
-    PixazoTransportError,
-    PixazoValidationError,
-)
-from airflow_provider_pixazo.hooks._pool import KeepAliveTransport
-from airflow_provider_pixazo.retry import RetryPolicy, parse_retry_after, should_retry
+__all__ = ["KeepAliveTransport"]
 
-log = logging.getLogger(__name__)
-
-DEFAULT_BASE_URL = "https://gateway.pixazo.ai"
-DEFAULT_TIMEOUT = 30.0
-API_KEY_HEADER = "Ocp-Apim-Subscription-Key"
-USER_AGENT = "airflow-provider-pixazo"
-
-# A poll every few seconds must reuse its TCP connection: httpx's default 5 s keep-alive expiry
-# would make every poll of a slow job open a new one.
-KEEPALIVE_EXPIRY = 120.0
-# The sync client's pool (the async one runs on hooks/_pool.py's transport, which has its own bound).
-POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_EXPIRY)
-
-# Requests in flight at once from one triggerer loop to one gateway; more would only queue on the server.
-ASYNC_MAX_CONNECTIONS = 16
-
-_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-# Exceptions httpx raises before a single byte of the request went out: safe to resend a submit.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_READ_SIZE = 64 * 1024
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-@dataclass(frozen=True)
-class ConnectionSettings:
+class _Connection:
+    __slots__ = ("h11", "idle_since", "reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_since = 0.0
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class KeepAliveTransport(httpx.AsyncBaseTransport):
     """
-    What the hook needs from an Airflow connection.
+    An ``httpx`` async transport: HTTP/1.1 keep-alive on asyncio streams, bounded and O(1) per request.
 
-    :param base_url: scheme, host, port (and optional path prefix) of the gateway.
-    :param api_key: the subscription key. Kept out of ``repr``.
-    :param timeout: seconds allowed for each read (connects get at most 10 s).
+    :param max_connections: requests in flight at once (and so connections open at once).
+    :param keepalive_expiry: seconds an idle connection is kept.
     """
 
-    base_url: str
-    api_key: str = field(repr=False)
-    timeout: float = DEFAULT_TIMEOUT
+    def __init__(self, *, max_connections: int = 16, keepalive_expiry: float = 120.0) -> None:
+        self._slots = asyncio.Semaphore(max_connections)
+        self._idle: dict[tuple[bytes, bytes, int], list[_Connection]] = {}
+        self._keepalive_expiry = keepalive_expiry
+        self._ssl: ssl.SSLContext | None = None
+        #: TCP connections opened so far (read by the benchmarks and tests).
+        self.connections_opened = 0
 
-    @property
-    def origin(self) -> tuple[str, str, int | None]:
-        """(scheme, host, port) of the gateway: the only place the API key is ever sent."""
-        return _origin(httpx.URL(self.base_url))
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` on an idle connection to its origin, or a new one, and read the answer."""
+        timeouts = request.extensions.get("timeout", {})
+        body = await request.aread()
+        url = request.url
+        origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
+        try:
+            async with asyncio.timeout(timeouts.get("pool")):
+                await self._slots.acquire()
+        except TimeoutError as err:
+            raise httpx.PoolTimeout("Timed out waiting for a free connection slot", request=request) from err
+        try:
+            conn = self._checkout(origin)
+            if conn is not None and request.method in _IDEMPOTENT:
+                try:
+                    return await self._exchange(conn, request, body, origin, timeouts)
+                except _StaleConnectionError:
+                    pass  # the server closed it while idle: try once more on a new connection
+            elif conn is not None:
+                # Never resend a non-idempotent request on a connection that may be stale.
+                conn.close()
+            conn = await self._connect(request, origin, timeouts)
+            try:
+                return await self._exchange(conn, request, body, origin, timeouts)
+            except _StaleConnectionError as err:
+                raise httpx.RemoteProtocolError(
+                    "Server disconnected without sending a response.", request=request
+                ) from err
+        finally:
+            self._slots.release()
 
-    @property
-    def httpx_timeout(self) -> httpx.Timeout:
-        """The timeout as httpx wants it; never None, so no call can hang forever."""
-        return httpx.Timeout(self.timeout, connect=min(10.0, self.timeout))
+    async def aclose(self) -> None:
+        """Close every idle connection."""
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
 
-    @property
-    def cache_key(self) -> tuple[str, str, float]:
-        """Identifies a pooled client without holding the key itself in the pool's keys."""
-        digest = hashlib.sha256(self.api_key.encode()).hexdigest()
-        return (self.base_url, digest, self.timeout)
+    def _checkout(self, origin: tuple[bytes, bytes, int]) -> _Connection | None:
+        idle = self._idle.get(origin)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if now - conn.idle_since < self._keepalive_expiry and not conn.reader.at_eof():
+                return conn
+            conn.close()
+        return None
 
+    async def _connect(
+        self, request: httpx.Request, origin: tuple[bytes, bytes, int], timeouts: dict[str, float | None]
+    ) -> _Connection:
+        scheme, host, port = origin
+        context = None
+        if scheme == b"https":
+            if self._ssl is None:
+                self._ssl = httpx.create_ssl_context()
+            context = self._ssl
+        try:
+            async with asyncio.timeout(timeouts.get("connect")):
+                reader, writer = await asyncio.open_connection(
+                    host.decode("ascii"), port, ssl=context, limit=_READ_SIZE
+                )
+        except TimeoutError as err:
+            raise httpx.ConnectTimeout(f"Timed out connecting to {request.url.host}", request=request) from err
+        except OSError as err:
+            raise httpx.ConnectError(str(err) or type(err).__name__, request=request) from err
+        self.connections_opened += 1
+        return _Connection(reader, writer)
 
-def settings_from_connection(conn: Any) -> ConnectionSettings:
-    """
-    Read a ``pixazo`` connection: key in the password, optional host (a bare host or a full URL).
-
-    :raises PixazoValidationError: when the key is missing or the host is not http(s).
-    """
-    api_key = (conn.password or "").strip()
-    if not api_key:
-        raise PixazoValidationError(
-            "password",
-            "<empty>",
-            f"connection {conn.conn_id!r} needs the Pixazo API key in its password field",
+    async def _exchange(
+        self,
+        conn: _Connection,
+        request: httpx.Request,
+        body: bytes,
+        origin: tuple[bytes, bytes, int],
+        timeouts: dict[str, float | None],
+    ) -> httpx.Response:
+        headers = list(request.headers.raw)
+        if body and "content-length" not in request.headers:
+            headers.append((b"Content-Length", str(len(body)).encode()))
+        received_any = False
+        try:
+            out = conn.h11.send(h11.Request(method=request.method, target=request.url.raw_path, headers=headers))
+            if body:
+                out += conn.h11.send(h11.Data(data=body))
+            out += conn.h11.send(h11.EndOfMessage())
+            conn.writer.write(out)
+            async with asyncio.timeout(timeouts.get("read")):
+                await conn.writer.drain()
+                response: h11.Response | None = None
+                chunks: list[bytes] = []
+                while True:
+                    event = conn.h11.next_event()
+                    if event is h11.NEED_DATA:
+                        data = await conn.reader.read(_READ_SIZE)
+                        if not data and not received_any:
+                            raise _StaleConnectionError
+                        received_any = True
+                        conn.h11.receive_data(data)
+                    elif isinstance(event, h11.Response):
+                        response = event
+                    elif isinstance(event, h11.Data):
+                        chunks.append(bytes(event.data))
+                    elif isinstance(event, h11.EndOfMessage):
+                        break
+                    elif isinstance(event, h11.ConnectionClosed):
+                        raise httpx.RemoteProtocolError("Server closed the connection mid-answer", request=request)
+        except _StaleConnectionError:
+            conn.close()
+            raise
+        except TimeoutError as err:
+            conn.close()
+            raise httpx.ReadTimeout(f"Timed out reading from {request.url.host}", request=request) from err
+        except h11.ProtocolError as err:
+            conn.close()
+            raise httpx.RemoteProtocolError(str(err), request=request) from err
+        except (ConnectionError, OSError) as err:
+            conn.close()
+            if not received_any:
+                raise _StaleConnectionError from err
+            raise httpx.ReadError(str(err) or type(err).__name__, request=request) from err
+        except BaseException:
+            conn.close()
+            raise
+        assert response is not None
+        self._release(conn, origin)
+        return httpx.Response(
+            response.status_code,
+            headers=list(response.headers),
+            content=b"".join(chunks),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": bytes(response.reason)},
         )
-    host = (conn.host or "").strip()
-    if not host:
-        base_url = DEFAULT_BASE_URL
-    elif "://" in host:
-        base_url = host
-        given = httpx.URL(host)
-        if conn.port and given.port is None:
-            base_url = str(given.copy_with(port=int(conn.port)))
-    else:
-        scheme = conn.schema if conn.schema in ("http", "https") else "https"
-        base_url = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
-    url = httpx.URL(base_url)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise PixazoValidationError("host", host, "an http(s) URL or a host name, e.g. gateway.pixazo.ai")
-    if url.scheme == "http" and url.host not in _LOOPBACK_HOSTS:
-        log.warning("Connection %s sends the Pixazo API key over plain http to %s", conn.conn_id, url.host)
 
-    extra = conn.extra_dejson if conn.extra else {}
-    raw_timeout = extra.get("timeout", extra.get("extra__pixazo__timeout"))
-    try:
-        timeout = DEFAULT_TIMEOUT if raw_timeout in (None, "") else float(raw_timeout)
-    except (TypeError, ValueError):
-        timeout = -1.0
-    if not timeout > 0:
-        raise PixazoValidationError("timeout", raw_timeout, "a positive number of seconds in the connection extra")
-    return ConnectionSettings(base_url=base_url.rstrip("/"), api_key=api_key, timeout=timeout)
-
-
-class PixazoAuth(httpx.Auth):
-    """
-    Adds the subscription key, and only to requests for the gateway's own origin.
-
-    A URL taken from a response can never carry the key to another host. Redirects are not followed
-    by the API clients at all (``follow_redirects=False``): httpx would copy this header onto a
-    redirect hop, since auth runs once per ``send``, not per hop.
-    """
-
-    def __init__(self, api_key: str, origin: tuple[str, str, int | None]) -> None:
-        self._api_key = api_key
-        self._origin = origin
-
-    def __repr__(self) -> str:
-        return f"PixazoAuth(origin={self._origin!r}, api_key=<redacted>)"
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """Set the key header on same-origin requests; strip it from any other."""
-        if _origin(request.url) == self._origin:
-            request.headers[API_KEY_HEADER] = self._api_key
+    def _release(self, conn: _Connection, origin: tuple[bytes, bytes, int]) -> None:
+        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
+            conn.h11.start_next_cycle()
+            conn.idle_since = time.monotonic()
+            self._idle.setdefault(origin, []).append(conn)
         else:
-            request.headers.pop(API_KEY_HEADER, None)
-        yield request
+            conn.close()
 
 
-def client_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
-    """Arguments shared by the sync and async API clients."""
-    return {
-        "base_url": settings.base_url,
-        "auth": PixazoAuth(settings.api_key, settings.origin),
-        "timeout": settings.httpx_timeout,
-        "headers": {"Cache-Control": "no-cache", "User-Agent": USER_AGENT},
-        # Never follow a redirect with the key: Pixazo's API does not redirect.
-        "follow_redirects": False,
-    }
-
-
-def error_from_response(response: httpx.Response, *, request_id: str | None = None) -> PixazoAPIError:
-    """Map an HTTP error answer to the provider's typed error (body must already be read)."""
-    status = response.status_code
-    body: Any
-    try:
-        body = response.json()
-    except ValueError:
-        body = response.text[:500] or None
-    detail = _describe(body)
-    where = f"{response.request.method} {response.request.url.path}"
-    kwargs: dict[str, Any] = {"http_status": status, "request_id": request_id, "body": body}
-    if status in (401, 403):
-        word = "unauthorized" if status == 401 else "forbidden"
-        return PixazoAuthError(
-            f"Pixazo refused the API key ({status} {word}) on {where}: {detail}. "
-            "Check the password of the Pixazo connection.",
-            **kwargs,
-        )
-    if status == 402:
-        return PixazoInsufficientBalanceError(
-            f"Pixazo: insufficient balance (402) on {where}: {detail}. Top up the Pixazo wallet.", **kwargs
-        )
-    if status == 429:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return PixazoRateLimitError(f"Pixazo rate limit (429) on {where}: {detail}", retry_after=retry_after, **kwargs)
-    if status >= 500:
-        return PixazoServerError(f"Pixazo server error ({status}) on {where}: {detail}", **kwargs)
-    if status == 404:
-        return PixazoNotFoundError(f"Pixazo: not found (404) on {where}: {detail}", **kwargs)
-    if status == 400:
-        return PixazoBadRequestError(f"Pixazo refused the request (400) on {where}: {detail}", **kwargs)
-    return PixazoAPIError(f"Pixazo answered {status} on {where}: {detail}", **kwargs)
-
-
-def error_from_exception(exc: httpx.TransportError) -> PixazoTransportError:
-    """Map an httpx network error, remembering whether the request could have reached Pixazo."""
-    request = exc.request if _has_request(exc) else None
-    where = f" on {request.method} {request.url.path}" if request is not None else ""
-    return PixazoTransportError(
-        f"Network error talking to Pixazo{where}: {type(exc).__name__}: {exc or 'no detail'}",
-        request_sent=not isinstance(exc, _NOT_SENT),
-    )
-
-
-Outcome = httpx.Response | httpx.TransportError
-
-
-def exchange(
-    request: httpx.Request,
-    policy: RetryPolicy,
-    *,
-    submit: bool = False,
-    request_id: str | None = None,
-) -> Generator[httpx.Request | float, Outcome, httpx.Response]:
-    """
-    The retry rule: yields the request to send or seconds to sleep; returns the successful response.
-
-    The caller sends each yielded request and feeds back the response or the httpx exception.
-
-    :param submit: True for a paid submit, which is resent only when Pixazo provably did not take it.
-    :raises PixazoError: the mapped error once retrying is not allowed or attempts are spent.
-    """
-    started = time.monotonic()
-    for attempt in itertools.count(1):
-        outcome = yield request
-        if isinstance(outcome, httpx.Response) and outcome.is_success:
-            return outcome
-        error: PixazoError = (
-            error_from_exception(outcome)
-            if isinstance(outcome, httpx.TransportError)
-            else error_from_response(outcome, request_id=request_id)
-        )
-        if not should_retry(error, submit=submit):
-            if submit and error.transient:
-                raise uncertain_submit(request, error, started) from error
-            raise error
-        if attempt >= policy.max_attempts:
-            raise error
-        delay = policy.delay(attempt, getattr(error, "retry_after", None))
-        log.warning("%s (attempt %d of %d); retrying in %.1fs", error, attempt, policy.max_attempts, delay)
-        yield delay
-    raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
-
-
-def uncertain_submit(request: httpx.Request, cause: PixazoError, started: float) -> PixazoSubmitUncertainError:
-    """The error for a submit that may have been accepted: never resent, and says how to check."""
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() - (time.monotonic() - started)))
-    return PixazoSubmitUncertainError(
-        f"The submit to {request.url.path} failed after its body may have reached Pixazo ({cause}). "
-        "It may have been accepted and charged, so it was NOT sent again. Before re-running this task, "
-        f"look for a request created around {when} in your Pixazo dashboard (or at your webhook, if one "
-        "was set); if there is one, wait for it with PixazoRequestSensor(request_id=...) instead."
-    )
-
-
-def drive_sync(
-    flow: Generator[httpx.Request | float, Outcome, httpx.Response],
-    client: httpx.Client,
-    *,
-    stream: bool = False,
-) -> httpx.Response:
-    """Run :func:`exchange` with a sync client."""
-    try:
-        step = next(flow)
-        while True:
-            if not isinstance(step, httpx.Request):
-                time.sleep(step)
-                step = next(flow)
-                continue
-            outcome: Outcome
-            try:
-                response = client.send(step, stream=stream)
-                if stream and not response.is_success:
-                    # Error bodies are small; read them so the error can quote Pixazo's message.
-                    response.read()
-                    response.close()
-                outcome = response
-            except httpx.TransportError as exc:
-                outcome = exc
-            step = flow.send(outcome)
-    except StopIteration as done:
-        result: httpx.Response = done.value
-        return result
-
-
-async def drive_async(
-    flow: Generator[httpx.Request | float, Outcome, httpx.Response],
-    client: httpx.AsyncClient,
-) -> httpx.Response:
-    """Run :func:`exchange` with an async client."""
-    try:
-        step = next(flow)
-        while True:
-            if not isinstance(step, httpx.Request):
-                await asyncio.sleep(step)
-                step = next(flow)
-                continue
-            try:
-                outcome: Outcome = await client.send(step)
-            except httpx.TransportError as exc:
-                outcome = exc
-            step = flow.send(outcome)
-    except StopIteration as done:
-        response: httpx.Response = done.value
-        return response
-
-
-# One pooled AsyncClient per event loop and connection: every trigger waiting in a triggerer's loop
-# shares it, so a poll costs one request on a warm connection, not a TLS handshake. The loop is a
-# weak key, so a finished loop (a test's, say) takes its clients with it.
-_ASYNC_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str, float], httpx.AsyncClient]]
-_ASYNC_CLIENTS = weakref.WeakKeyDictionary()
-
-
-def shared_async_client(settings: ConnectionSettings) -> httpx.AsyncClient:
-    """The pooled client of the running loop for these settings, made on first use."""
-    clients = _ASYNC_CLIENTS.setdefault(asyncio.get_running_loop(), {})
-    client = clients.get(settings.cache_key)
-    if client is None or client.is_closed:
-        transport = KeepAliveTransport(max_connections=ASYNC_MAX_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY)
-        client = clients[settings.cache_key] = httpx.AsyncClient(**client_kwargs(settings), transport=transport)
-    return client
-
-
-async def aclose_shared_clients() -> None:
-    """Close the running loop's pooled clients (for tests and orderly shutdowns)."""
-    clients = _ASYNC_CLIENTS.pop(asyncio.get_running_loop(), {})
-    for client in clients.values():
-        await client.aclose()
-
-
-def check_media_url(url: Any, settings: ConnectionSettings) -> httpx.URL:
-    """
-    Accept a media URL only over https, or from the gateway's own origin (the local emulator).
-
-    :raises PixazoValidationError: for any other URL.
-    """
-    try:
-        parsed = httpx.URL(url) if isinstance(url, str) else None
-    except httpx.InvalidURL:
-        parsed = None
-    if parsed is not None and parsed.host and (parsed.scheme == "https" or _origin(parsed) == settings.origin):
-        return parsed
-    raise PixazoValidationError(
-        "media_url",
-        url,
-        f"media is downloaded only over https or from the connection's own {settings.base_url}",
-    )
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    default_port = {"http": 80, "https": 443}.get(url.scheme)
-    return (url.scheme, url.host, url.port or default_port)
-
-
-def _describe(body: Any) -> str:
-    if isinstance(body, Mapping):
-        parts = [str(body[k]) for k in ("error", "message") if body.get(k)]
-        if parts:
-            return ": ".join(dict.fromkeys(parts))
-    return str(body) if body else "no details"
-
-
-def _has_request(exc: httpx.TransportError) -> bool:
-    try:
-        exc.request  # noqa: B018 - httpx raises RuntimeError when no request is attached
-    except RuntimeError:
-        return False
-    return True
+class _StaleConnectionError(Exception):
+    """A kept-alive connection was closed by the server before any byte of the answer."""

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from airflow.sdk import BaseHook
 
+from airflow_provider_pixazo import media, retry
 from airflow_provider_pixazo.exceptions import PixazoAuthError, PixazoError, PixazoNotFoundError
-from airflow_provider_pixazo.hooks import _transport
-from airflow_provider_pixazo.hooks._transport import ConnectionSettings
+from airflow_provider_pixazo.hooks import _clients
+from airflow_provider_pixazo.hooks._settings import ConnectionSettings, settings_from_connection
 from airflow_provider_pixazo.models import (
     STATUS_PATH,
     RequestResult,
@@ -78,13 +79,13 @@ class PixazoHook(BaseHook):
     @cached_property
     def settings(self) -> ConnectionSettings:
         """The connection's settings, read once per hook (blocking: not for the event loop)."""
-        return _transport.settings_from_connection(self.get_connection(self.pixazo_conn_id))
+        return settings_from_connection(self.get_connection(self.pixazo_conn_id))
 
     async def asettings(self) -> ConnectionSettings:
         """The connection's settings, read with Airflow's async connection API."""
         if self._async_settings is None:
             conn: Connection = await self.aget_connection(self.pixazo_conn_id)
-            self._async_settings = _transport.settings_from_connection(conn)
+            self._async_settings = settings_from_connection(conn)
         return self._async_settings
 
     def get_conn(self) -> httpx.Client:
@@ -93,7 +94,7 @@ class PixazoHook(BaseHook):
 
     @cached_property
     def _client(self) -> httpx.Client:
-        return httpx.Client(**_transport.client_kwargs(self.settings), limits=_transport.POOL_LIMITS)
+        return httpx.Client(**_clients.client_kwargs(self.settings), limits=_clients.POOL_LIMITS)
 
     def close(self) -> None:
         """Close the sync clients (API and media) and their connections."""
@@ -115,8 +116,8 @@ class PixazoHook(BaseHook):
         :raises PixazoSubmitUncertainError: when it may have been accepted despite the error.
         """
         http_request = self._client.build_request("POST", request.path, json=request.body, headers=request.headers)
-        flow = _transport.exchange(http_request, self.retry_policy, submit=True)
-        response = _transport.drive_sync(flow, self._client)
+        flow = retry.exchange(http_request, self.retry_policy, submit=True)
+        response = retry.drive_sync(flow, self._client)
         submission = Submission.from_api(response.json())
         self.log.info(
             "Pixazo accepted a %s %s request: request_id=%s",
@@ -165,20 +166,20 @@ class PixazoHook(BaseHook):
 
     def _fetch_status(self, request_id: str, policy: RetryPolicy) -> RequestResult:
         request = self._status_request(self._client, request_id)
-        flow = _transport.exchange(request, policy, request_id=request_id)
-        return RequestResult.from_api(_transport.drive_sync(flow, self._client).json())
+        flow = retry.exchange(request, policy, request_id=request_id)
+        return RequestResult.from_api(retry.drive_sync(flow, self._client).json())
 
     async def aget_status(self, request_id: str) -> RequestResult:
         """Async twin of :meth:`get_status`, on the event loop's shared pooled client."""
-        client = _transport.shared_async_client(await self.asettings())
+        client = _clients.shared_async_client(await self.asettings())
         cached = self._async_status_request
         if cached is None or cached[0] is not client or cached[1] != request_id:
             # A trigger polls one id on one client: building the request (URL merge, headers) once
             # takes a quarter of a poll's CPU off every later poll.
             cached = self._async_status_request = (client, request_id, self._status_request(client, request_id))
         request = cached[2]
-        flow = _transport.exchange(request, self.retry_policy, request_id=request_id)
-        response = await _transport.drive_async(flow, client)
+        flow = retry.exchange(request, self.retry_policy, request_id=request_id)
+        response = await retry.drive_async(flow, client)
         return RequestResult.from_api(response.json())
 
     @staticmethod
@@ -195,7 +196,7 @@ class PixazoHook(BaseHook):
 
         :raises PixazoValidationError: for any other URL (plain http elsewhere, other schemes).
         """
-        return _transport.check_media_url(url, self.settings)
+        return media.check_media_url(url, self.settings)
 
     @contextlib.contextmanager
     def stream_media(self, url: str, *, chunk_timeout: float | None = None) -> Iterator[httpx.Response]:
@@ -211,8 +212,8 @@ class PixazoHook(BaseHook):
         parsed = self.check_media_url(url)
         timeout = httpx.Timeout(chunk_timeout or self.settings.timeout, connect=10.0)
         client = self._media_client()
-        flow = _transport.exchange(client.build_request("GET", parsed, timeout=timeout), self.retry_policy)
-        response = _transport.drive_sync(flow, client, stream=True)
+        flow = retry.exchange(client.build_request("GET", parsed, timeout=timeout), self.retry_policy)
+        response = retry.drive_sync(flow, client, stream=True)
         try:
             yield response
         finally:
@@ -230,7 +231,7 @@ class PixazoHook(BaseHook):
 
                 self._media = httpx.Client(
                     follow_redirects=True,
-                    headers={"User-Agent": _transport.USER_AGENT},
+                    headers={"User-Agent": _clients.USER_AGENT},
                     event_hooks={"request": [check_hop]},
                 )
             return self._media

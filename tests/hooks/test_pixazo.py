@@ -19,7 +19,7 @@ from airflow_provider_pixazo.exceptions import (
     PixazoSubmitUncertainError,
     PixazoValidationError,
 )
-from airflow_provider_pixazo.hooks import _transport
+from airflow_provider_pixazo.hooks import _clients
 from airflow_provider_pixazo.hooks.pixazo import PixazoHook
 from airflow_provider_pixazo.models import RequestStatus, Submission
 from airflow_provider_pixazo.retry import RetryPolicy
@@ -332,16 +332,16 @@ async def test_aget_status_shares_one_async_client(gateway: respx.MockRouter, pi
     first, second = PixazoHook(), PixazoHook()
     try:
         assert (await first.aget_status(RID)).status is RequestStatus.QUEUED
-        client = _transport.shared_async_client(await first.asettings())
+        client = _clients.shared_async_client(await first.asettings())
         assert (await first.aget_status(RID)).status is RequestStatus.PROCESSING
         assert (await second.aget_status(RID)).status is RequestStatus.COMPLETED
-        assert _transport.shared_async_client(await second.asettings()) is client
+        assert _clients.shared_async_client(await second.asettings()) is client
         assert not client.is_closed
         assert route.call_count == 3
         for call in route.calls:
             _assert_api_headers(call.request)
     finally:
-        await _transport.aclose_shared_clients()
+        await _clients.aclose_shared_clients()
     assert client.is_closed
 
 
@@ -362,7 +362,7 @@ async def test_aget_status_retries_and_refuses_bad_ids(
             await hook.aget_status("../x")
         assert gateway.calls.call_count == 3
     finally:
-        await _transport.aclose_shared_clients()
+        await _clients.aclose_shared_clients()
 
 
 # -- test_connection --------------------------------------------------------------------------------

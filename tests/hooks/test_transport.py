@@ -1,308 +1,186 @@
+"""The triggers' keep-alive transport, against real sockets on 127.0.0.1 (no mocks)."""
+
 from __future__ import annotations
 
-import json
-import logging
-from typing import Any
+import asyncio
+import gzip
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
-import respx
-from airflow.sdk import Connection
+import pytest_asyncio
 
-from airflow_provider_pixazo.exceptions import (
-    PixazoAPIError,
-    PixazoAuthError,
-    PixazoBadRequestError,
-    PixazoInsufficientBalanceError,
-    PixazoNotFoundError,
-    PixazoRateLimitError,
-    PixazoServerError,
-    PixazoValidationError,
-)
-from airflow_provider_pixazo.hooks._transport import (
-    API_KEY_HEADER,
-    DEFAULT_BASE_URL,
-    ConnectionSettings,
-    PixazoAuth,
-    check_media_url,
-    client_kwargs,
-    drive_sync,
-    error_from_exception,
-    error_from_response,
-    exchange,
-    settings_from_connection,
-)
-from airflow_provider_pixazo.retry import RetryPolicy
-from tests.conftest import API_KEY
+from airflow_provider_pixazo.hooks._transport import KeepAliveTransport
+from airflow_provider_pixazo.testing.emulator import PixazoEmulator
+
+pytestmark = pytest.mark.asyncio
 
 
-def _conn(**kwargs: Any) -> Connection:
-    extra = kwargs.pop("extra", None)
-    return Connection(
-        conn_id="pixazo_x",
-        conn_type="pixazo",
-        password=kwargs.pop("password", API_KEY),
-        extra=json.dumps(extra) if extra is not None else None,
-        **kwargs,
-    )
+@dataclass
+class RawServer:
+    """A tiny HTTP/1.1 server whose answer depends on the path, counting connections."""
+
+    url: str = ""
+    connections: int = 0
+    open_now: int = 0
+    most_open: int = 0
+    requests: list[str] = field(default_factory=list)
 
 
-# -- connection settings ----------------------------------------------------------------------------
+def _answer(path: str) -> tuple[bytes, bool]:
+    """The raw bytes to answer ``path`` with, and whether to close the connection afterwards."""
+    if path == "/chunked":
+        return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", False
+    if path == "/close":
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok", True
+    if path == "/then-drop":
+        # Answers keep-alive, then silently closes: the next request on it finds it stale.
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce", True
+    if path == "/gzip":
+        body = gzip.compress(b'{"status": "QUEUED"}')
+        head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        return head + body, False
+    return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", False
 
 
-@pytest.mark.parametrize(
-    ("fields", "base_url"),
-    [
-        ({}, DEFAULT_BASE_URL),
-        ({"host": ""}, DEFAULT_BASE_URL),
-        ({"host": "  "}, DEFAULT_BASE_URL),
-        ({"host": "gw.example.com"}, "https://gw.example.com"),
-        ({"host": "gw.example.com", "port": 8443}, "https://gw.example.com:8443"),
-        ({"host": "gw.example.com", "schema": "http"}, "http://gw.example.com"),
-        ({"host": "127.0.0.1", "schema": "http", "port": 9999}, "http://127.0.0.1:9999"),
-        ({"host": "gw.example.com", "schema": "public"}, "https://gw.example.com"),
-        ({"host": "https://gw.example.com"}, "https://gw.example.com"),
-        ({"host": "https://gw.example.com/"}, "https://gw.example.com"),
-        ({"host": "http://127.0.0.1:8080"}, "http://127.0.0.1:8080"),
-        ({"host": "https://gw.example.com/prefix/"}, "https://gw.example.com/prefix"),
-        # A separate port fills in a URL that has none (the UI's Test button needs the port field) ...
-        ({"host": "http://127.0.0.1", "port": 8080}, "http://127.0.0.1:8080"),
-        ({"host": "https://gw.example.com/prefix", "port": 443}, "https://gw.example.com/prefix"),
-        # ... but never overrides the URL's own.
-        ({"host": "http://127.0.0.1:8080", "port": 9999}, "http://127.0.0.1:8080"),
-    ],
-)
-def test_host_parsing(fields: dict[str, Any], base_url: str) -> None:
-    settings = settings_from_connection(_conn(**fields))
-    assert settings.base_url == base_url
-    assert settings.api_key == API_KEY
-    assert settings.timeout == 30.0
+@pytest_asyncio.fixture
+async def raw_server() -> AsyncIterator[RawServer]:
+    state = RawServer()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        state.connections += 1
+        state.open_now += 1
+        state.most_open = max(state.most_open, state.open_now)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                method, path, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+                length = next(
+                    (
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    ),
+                    0,
+                )
+                if length:
+                    await reader.readexactly(length)
+                state.requests.append(f"{method} {path}")
+                if path == "/slow":
+                    await asyncio.sleep(0.5)
+                if path == "/busy":
+                    await asyncio.sleep(0.05)
+                data, close = _answer(path)
+                writer.write(data)
+                await writer.drain()
+                if close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            state.open_now -= 1
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    state.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server:
+        yield state
+        server.close()
 
 
-@pytest.mark.parametrize("host", ["ftp://gw.example.com", "file:///etc/passwd", "https://"])
-def test_bad_host_is_refused(host: str) -> None:
-    with pytest.raises(PixazoValidationError) as info:
-        settings_from_connection(_conn(host=host))
-    assert info.value.parameter == "host"
+async def _get(client: httpx.AsyncClient, path: str) -> httpx.Response:
+    return await client.get(path)
 
 
-@pytest.mark.parametrize(
-    ("extra", "timeout"),
-    [
-        ({"timeout": 12.5}, 12.5),
-        ({"timeout": "45"}, 45.0),
-        ({"extra__pixazo__timeout": 7}, 7.0),
-        ({"timeout": ""}, 30.0),
-    ],
-)
-def test_timeout_extra(extra: dict[str, Any], timeout: float) -> None:
-    settings = settings_from_connection(_conn(extra=extra))
-    assert settings.timeout == timeout
-    assert settings.httpx_timeout.read == timeout
-    assert settings.httpx_timeout.connect == min(10.0, timeout)
+async def test_keeps_one_connection_alive_across_requests(raw_server: RawServer) -> None:
+    transport = KeepAliveTransport()
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=transport) as client:
+        for _ in range(5):
+            assert (await client.get("/ok")).text == "ok"
+    assert raw_server.connections == 1
+    assert transport.connections_opened == 1
 
 
-@pytest.mark.parametrize("bad", ["soon", 0, -5, [1], "nan"])
-def test_bad_timeout_is_refused(bad: Any) -> None:
-    with pytest.raises(PixazoValidationError) as info:
-        settings_from_connection(_conn(extra={"timeout": bad}))
-    assert info.value.parameter == "timeout"
-    assert "positive number of seconds" in str(info.value)
+async def test_chunked_bodies_are_assembled(raw_server: RawServer) -> None:
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=KeepAliveTransport()) as client:
+        assert (await client.get("/chunked")).text == "hello world"
+        assert (await client.get("/ok")).text == "ok"
+    assert raw_server.connections == 1  # a chunked answer still leaves the connection reusable
 
 
-@pytest.mark.parametrize("password", [None, "", "   "])
-def test_missing_password_is_refused(password: str | None) -> None:
-    with pytest.raises(PixazoValidationError) as info:
-        settings_from_connection(_conn(password=password))
-    assert info.value.parameter == "password"
-    assert "'pixazo_x'" in str(info.value)
-    assert "API key in its password" in str(info.value)
+async def test_connection_close_is_honoured(raw_server: RawServer) -> None:
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=KeepAliveTransport()) as client:
+        assert (await client.get("/close")).text == "ok"
+        assert (await client.get("/ok")).text == "ok"
+    assert raw_server.connections == 2
 
 
-def test_plain_http_to_a_remote_host_warns_without_the_key(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    settings_from_connection(_conn(host="http://gw.example.com"))
-    assert "plain http" in caplog.text
-    assert API_KEY not in caplog.text
+async def test_a_stale_connection_is_replaced_for_a_get(raw_server: RawServer) -> None:
+    transport = KeepAliveTransport()
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=transport) as client:
+        assert (await client.get("/then-drop")).text == "once"
+        await asyncio.sleep(0.05)  # let the server's close arrive while the connection is idle
+        assert (await client.get("/ok")).text == "ok"
+    assert transport.connections_opened == 2
 
 
-def test_settings_hide_the_key() -> None:
-    settings = settings_from_connection(_conn(host="gw.example.com"))
-    assert API_KEY not in repr(settings)
-    assert API_KEY not in str(settings.cache_key)
-    assert settings.origin == ("https", "gw.example.com", 443)
-    other = ConnectionSettings("https://gw.example.com", "another-key")
-    assert other.cache_key != settings.cache_key
+async def test_a_post_never_goes_out_on_a_kept_connection(raw_server: RawServer) -> None:
+    transport = KeepAliveTransport()
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=transport) as client:
+        await client.get("/ok")
+        response = await client.post("/ok", json={"prompt": "x"})
+    assert response.text == "ok"
+    # The POST took a fresh connection: a kept one might be stale, and a paid request is never resent.
+    assert transport.connections_opened == 2
+    assert raw_server.requests == ["GET /ok", "POST /ok"]
 
 
-def test_client_kwargs_always_time_out_and_never_redirect() -> None:
-    kwargs = client_kwargs(ConnectionSettings("https://gateway.test", API_KEY, 12.0))
-    assert kwargs["timeout"].read == 12.0
-    assert kwargs["timeout"].connect == 10.0
-    assert kwargs["follow_redirects"] is False
-    assert kwargs["headers"]["Cache-Control"] == "no-cache"
-    assert API_KEY_HEADER not in kwargs["headers"]
+async def test_content_encoding_is_decoded_by_httpx(raw_server: RawServer) -> None:
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=KeepAliveTransport()) as client:
+        assert (await client.get("/gzip")).json() == {"status": "QUEUED"}
 
 
-# -- auth -------------------------------------------------------------------------------------------
+async def test_concurrency_is_bounded(raw_server: RawServer) -> None:
+    transport = KeepAliveTransport(max_connections=3)
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=transport) as client:
+        responses = await asyncio.gather(*(client.get("/busy") for _ in range(30)))
+    assert {r.text for r in responses} == {"ok"}
+    assert raw_server.most_open <= 3
+    assert transport.connections_opened <= 3
 
 
-@pytest.mark.parametrize(
-    ("url", "gets_key"),
-    [
-        ("https://gateway.test/v2/requests/status/x", True),
-        ("https://gateway.test:443/x", True),
-        ("https://evil.example/v2/requests/status/x", False),
-        ("http://gateway.test/x", False),  # same host, other scheme
-        ("https://gateway.test:8443/x", False),  # same host, other port
-        ("https://gateway.test.evil.example/x", False),
-        ("https://pub-1.r2.dev/v1/x/output.png", False),
-    ],
-)
-def test_auth_attaches_the_key_only_to_the_gateway_origin(url: str, gets_key: bool) -> None:
-    auth = PixazoAuth(API_KEY, ConnectionSettings("https://gateway.test", API_KEY).origin)
-    # A key already on a foreign request (copied from another one, say) is stripped too.
-    request = httpx.Request("GET", url, headers={API_KEY_HEADER: API_KEY})
-    flow = auth.sync_auth_flow(request)
-    sent = next(flow)
-    assert (sent.headers.get(API_KEY_HEADER) == API_KEY) is gets_key
-    if not gets_key:
-        assert API_KEY_HEADER not in sent.headers
-    assert API_KEY not in repr(auth)
+async def test_read_timeout_and_connect_error_are_httpx_errors(raw_server: RawServer) -> None:
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=KeepAliveTransport(), timeout=0.1) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get("/slow")
+    closed_port = "http://127.0.0.1:9"
+    async with httpx.AsyncClient(base_url=closed_port, transport=KeepAliveTransport()) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get("/ok")
 
 
-def test_api_client_does_not_follow_a_redirect_to_another_host() -> None:
-    # httpx copies custom headers onto a redirect hop (it strips only Authorization), so the real
-    # guard against leaking the key through a redirect is follow_redirects=False on the API client.
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        if request.url.host == "gateway.test":
-            return httpx.Response(302, headers={"Location": "https://evil.example/steal"})
-        return httpx.Response(200)
-
-    settings = ConnectionSettings("https://gateway.test", API_KEY)
-    with httpx.Client(**client_kwargs(settings), transport=httpx.MockTransport(handler)) as client:
-        response = client.get("/v2/requests/status/x")
-    assert response.status_code == 302
-    assert [r.url.host for r in seen] == ["gateway.test"]
-    assert seen[0].headers[API_KEY_HEADER] == API_KEY
+async def test_against_the_emulator_one_connection_for_many_polls() -> None:
+    with PixazoEmulator(api_key="pool-key") as emulator:
+        transport = KeepAliveTransport()
+        headers = {"Ocp-Apim-Subscription-Key": "pool-key"}
+        async with httpx.AsyncClient(base_url=emulator.url, transport=transport, headers=headers) as client:
+            submitted = (await client.post("/gpt-image-2/v1/text-to-image", json={"prompt": "p"})).json()
+            for _ in range(20):
+                status = await client.get(f"/v2/requests/status/{submitted['request_id']}")
+                assert status.json()["status"] == "COMPLETED"
+        # The POST opened the connection (never a kept one); all twenty polls reused it.
+        assert emulator.connections_opened == 1
+        assert transport.connections_opened == 1
 
 
-# -- error mapping ----------------------------------------------------------------------------------
-
-
-def _response(status: int, body: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
-    request = httpx.Request("POST", "https://gateway.test/gpt-image-2/v1/text-to-image")
-    if isinstance(body, (dict, list)):
-        return httpx.Response(status, json=body, headers=headers, request=request)
-    return httpx.Response(status, text=body or "", headers=headers, request=request)
-
-
-@pytest.mark.parametrize(
-    ("status", "cls"),
-    [
-        (400, PixazoBadRequestError),
-        (401, PixazoAuthError),
-        (403, PixazoAuthError),
-        (402, PixazoInsufficientBalanceError),
-        (404, PixazoNotFoundError),
-        (429, PixazoRateLimitError),
-        (500, PixazoServerError),
-        (503, PixazoServerError),
-        (409, PixazoAPIError),
-    ],
-)
-def test_error_from_response(status: int, cls: type[PixazoAPIError]) -> None:
-    body = {"error": "Some Error", "message": "Details here."}
-    err = error_from_response(_response(status, body), request_id="r-1")
-    assert type(err) is cls
-    assert err.http_status == status
-    assert err.request_id == "r-1"
-    assert err.body == body
-    assert "Some Error: Details here." in str(err)
-    assert "POST /gpt-image-2/v1/text-to-image" in str(err)
-
-
-def test_error_from_response_quotes_the_seed_402_and_non_json_bodies() -> None:
-    seed = {"error": "Insufficient Balance", "message": "Your wallet does not have enough balance."}
-    assert "Your wallet does not have enough balance." in str(error_from_response(_response(402, seed)))
-    html = error_from_response(_response(502, "<html>Bad gateway</html>"))
-    assert html.body == "<html>Bad gateway</html>"
-    assert "<html>Bad gateway</html>" in str(html)
-    assert "no details" in str(error_from_response(_response(500)))
-
-
-def test_rate_limit_reads_retry_after() -> None:
-    err = error_from_response(_response(429, {"error": "Too Many Requests"}, {"Retry-After": "12"}))
-    assert isinstance(err, PixazoRateLimitError)
-    assert err.retry_after == 12.0
-
-
-@pytest.mark.parametrize(
-    ("exc", "sent"),
-    [
-        (httpx.ConnectError, False),
-        (httpx.ConnectTimeout, False),
-        (httpx.PoolTimeout, False),
-        (httpx.ReadTimeout, True),
-        (httpx.WriteTimeout, True),
-        (httpx.RemoteProtocolError, True),
-        (httpx.ReadError, True),
-    ],
-)
-def test_error_from_exception_knows_if_the_request_left(exc: type[httpx.TransportError], sent: bool) -> None:
-    request = httpx.Request("POST", "https://gateway.test/gpt-image-2/v1/text-to-image")
-    err = error_from_exception(exc("boom", request=request))
-    assert err.request_sent is sent
-    assert exc.__name__ in str(err)
-    assert "POST /gpt-image-2/v1/text-to-image" in str(err)
-    assert "Network error" in str(error_from_exception(exc("no request attached")))
-
-
-# -- the retry loop ---------------------------------------------------------------------------------
-
-
-def test_integer_retry_after_cap_does_not_break_the_loop(no_sleep: list[float]) -> None:
-    # RetryPolicy(max_retry_after=5) is a natural thing to write; the capped delay must still be slept.
-    policy = RetryPolicy(max_retry_after=5)  # type: ignore[arg-type]
-    with respx.mock(assert_all_called=True) as mock:
-        route = mock.get("https://gateway.test/x").mock(
-            side_effect=[httpx.Response(429, headers={"Retry-After": "100"}), httpx.Response(200, json={})]
-        )
-        with httpx.Client() as client:
-            response = drive_sync(exchange(client.build_request("GET", "https://gateway.test/x"), policy), client)
-    assert response.status_code == 200
-    assert route.call_count == 2
-    assert no_sleep == [5.0]
-
-
-# -- media URLs -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("url", "ok"),
-    [
-        ("https://pub-582b.r2.dev/v1/x/output.png", True),
-        ("https://gateway.test/media/x.png", True),
-        ("http://127.0.0.1:9999/media/x.png", True),
-        ("http://127.0.0.1:9998/media/x.png", False),
-        ("http://localhost:9999/media/x.png", False),
-        ("http://other.example/x.png", False),
-        ("ftp://127.0.0.1:9999/x.png", False),
-        ("/media/x.png", False),
-        ("https://", False),
-        ("", False),
-        (None, False),
-    ],
-)
-def test_check_media_url(url: Any, ok: bool) -> None:
-    settings = ConnectionSettings("http://127.0.0.1:9999", API_KEY)
-    if ok:
-        assert str(check_media_url(url, settings)) == url
-    else:
-        with pytest.raises(PixazoValidationError) as info:
-            check_media_url(url, settings)
-        assert info.value.parameter == "media_url"
-        assert "http://127.0.0.1:9999" in str(info.value)
+async def test_waiting_for_a_slot_times_out_as_a_pool_timeout(raw_server: RawServer) -> None:
+    transport = KeepAliveTransport(max_connections=1)
+    timeout = httpx.Timeout(5.0, pool=0.05)
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=transport, timeout=timeout) as client:
+        slow = asyncio.ensure_future(client.get("/slow"))
+        await asyncio.sleep(0.05)
+        # The only slot is busy: httpx's PoolTimeout, which proves the request never left.
+        with pytest.raises(httpx.PoolTimeout):
+            await client.get("/ok")
+        assert (await slow).text == "ok"

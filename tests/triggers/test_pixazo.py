@@ -16,7 +16,7 @@ import structlog.testing
 
 from airflow_provider_pixazo.events import WaitOutcome, result_from_event
 from airflow_provider_pixazo.exceptions import PixazoTimeoutError, PixazoValidationError
-from airflow_provider_pixazo.hooks import _transport
+from airflow_provider_pixazo.hooks import _clients
 from airflow_provider_pixazo.triggers import pixazo as trigger_module
 from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
 
@@ -85,7 +85,7 @@ def clock(monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]) -> FakeClock:
 async def gateway(pixazo_conn: str) -> AsyncIterator[respx.MockRouter]:
     with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
         yield router
-    await _transport.aclose_shared_clients()
+    await _clients.aclose_shared_clients()
 
 
 async def collect(trigger: PixazoRequestTrigger) -> list[dict[str, Any]]:
@@ -363,15 +363,15 @@ async def test_restart_after_the_deadline_polls_once_then_times_out(
 async def test_polls_share_the_loops_pooled_client(gateway: respx.MockRouter, clock: FakeClock) -> None:
     gateway.get(STATUS_URL).mock(side_effect=[status("QUEUED"), status("COMPLETED")] * 2)
     created: list[httpx.AsyncClient] = []
-    real = _transport.shared_async_client
+    real = _clients.shared_async_client
 
-    def spy(settings: _transport.ConnectionSettings) -> httpx.AsyncClient:
+    def spy(settings: _clients.ConnectionSettings) -> httpx.AsyncClient:
         client = real(settings)
         created.append(client)
         return client
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_transport, "shared_async_client", spy)
+        mp.setattr(_clients, "shared_async_client", spy)
         await asyncio.gather(collect(PixazoRequestTrigger(REQUEST_ID)), collect(PixazoRequestTrigger(REQUEST_ID)))
 
     assert len(created) == 4

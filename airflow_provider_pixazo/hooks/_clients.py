@@ -1,0 +1,68 @@
+"""
+The hook's httpx clients: how they are configured, and one shared async client per event loop.
+
+The sync API client is made per hook (:class:`~airflow_provider_pixazo.hooks.pixazo.PixazoHook`);
+the async one is shared by every trigger waiting in a triggerer loop, on the keep-alive transport
+of :mod:`._transport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+import httpx
+
+from airflow_provider_pixazo.hooks._auth import PixazoAuth
+from airflow_provider_pixazo.hooks._settings import ConnectionSettings
+from airflow_provider_pixazo.hooks._transport import KeepAliveTransport
+
+__all__ = ["POOL_LIMITS", "USER_AGENT", "aclose_shared_clients", "client_kwargs", "shared_async_client"]
+
+USER_AGENT = "airflow-provider-pixazo"
+
+# A poll every few seconds must reuse its TCP connection: httpx's default 5 s keep-alive expiry
+# would make every poll of a slow job open a new one.
+KEEPALIVE_EXPIRY = 120.0
+# The sync client's pool (the async one runs on hooks/_transport.py's transport, which has its own bound).
+POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_EXPIRY)
+
+# Requests in flight at once from one triggerer loop to one gateway; more would only queue on the server.
+ASYNC_MAX_CONNECTIONS = 16
+
+
+def client_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
+    """Arguments shared by the sync and async API clients."""
+    return {
+        "base_url": settings.base_url,
+        "auth": PixazoAuth(settings.api_key, settings.origin),
+        "timeout": settings.httpx_timeout,
+        "headers": {"Cache-Control": "no-cache", "User-Agent": USER_AGENT},
+        # Never follow a redirect with the key: Pixazo's API does not redirect.
+        "follow_redirects": False,
+    }
+
+
+# One pooled AsyncClient per event loop and connection: every trigger waiting in a triggerer's loop
+# shares it, so a poll costs one request on a warm connection, not a TLS handshake. The loop is a
+# weak key, so a finished loop (a test's, say) takes its clients with it.
+_ASYNC_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str, float], httpx.AsyncClient]]
+_ASYNC_CLIENTS = weakref.WeakKeyDictionary()
+
+
+def shared_async_client(settings: ConnectionSettings) -> httpx.AsyncClient:
+    """The pooled client of the running loop for these settings, made on first use."""
+    clients = _ASYNC_CLIENTS.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(settings.cache_key)
+    if client is None or client.is_closed:
+        transport = KeepAliveTransport(max_connections=ASYNC_MAX_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY)
+        client = clients[settings.cache_key] = httpx.AsyncClient(**client_kwargs(settings), transport=transport)
+    return client
+
+
+async def aclose_shared_clients() -> None:
+    """Close the running loop's pooled clients (for tests and orderly shutdowns)."""
+    clients = _ASYNC_CLIENTS.pop(asyncio.get_running_loop(), {})
+    for client in clients.values():
+        await client.aclose()
