@@ -18,7 +18,14 @@ from airflow_provider_pixazo.hooks._auth import PixazoAuth
 from airflow_provider_pixazo.hooks._settings import ConnectionSettings
 from airflow_provider_pixazo.hooks._transport import KeepAliveTransport
 
-__all__ = ["POOL_LIMITS", "USER_AGENT", "aclose_shared_clients", "client_kwargs", "shared_async_client"]
+__all__ = [
+    "POOL_LIMITS",
+    "USER_AGENT",
+    "aclose_shared_clients",
+    "client_kwargs",
+    "shared_async_client",
+    "shared_async_transport",
+]
 
 USER_AGENT = "airflow-provider-pixazo"
 
@@ -47,22 +54,34 @@ def client_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
 # One pooled AsyncClient per event loop and connection: every trigger waiting in a triggerer's loop
 # shares it, so a poll costs one request on a warm connection, not a TLS handshake. The loop is a
 # weak key, so a finished loop (a test's, say) takes its clients with it.
-_ASYNC_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str, float], httpx.AsyncClient]]
+_ASYNC_CLIENTS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str, float], tuple[httpx.AsyncClient, KeepAliveTransport]]
+]
 _ASYNC_CLIENTS = weakref.WeakKeyDictionary()
 
 
 def shared_async_client(settings: ConnectionSettings) -> httpx.AsyncClient:
     """The pooled client of the running loop for these settings, made on first use."""
+    return _shared(settings)[0]
+
+
+def shared_async_transport(settings: ConnectionSettings) -> KeepAliveTransport:
+    """The keep-alive transport under :func:`shared_async_client`, for callers that send prebuilt requests."""
+    return _shared(settings)[1]
+
+
+def _shared(settings: ConnectionSettings) -> tuple[httpx.AsyncClient, KeepAliveTransport]:
     clients = _ASYNC_CLIENTS.setdefault(asyncio.get_running_loop(), {})
-    client = clients.get(settings.cache_key)
-    if client is None or client.is_closed:
+    pair = clients.get(settings.cache_key)
+    if pair is None or pair[0].is_closed:
         transport = KeepAliveTransport(max_connections=ASYNC_MAX_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY)
-        client = clients[settings.cache_key] = httpx.AsyncClient(**client_kwargs(settings), transport=transport)
-    return client
+        client = httpx.AsyncClient(**client_kwargs(settings), transport=transport)
+        pair = clients[settings.cache_key] = (client, transport)
+    return pair
 
 
 async def aclose_shared_clients() -> None:
     """Close the running loop's pooled clients (for tests and orderly shutdowns)."""
     clients = _ASYNC_CLIENTS.pop(asyncio.get_running_loop(), {})
-    for client in clients.values():
+    for client, _transport in clients.values():
         await client.aclose()
