@@ -25,7 +25,9 @@ instead of spending its retries (and, for submits, the user's money)::
     └── PixazoDownloadError          a media file arrived short or damaged        [transient]
 
 ``transient`` errors are retried by the hook with backoff; if they persist they reach the task,
-where Airflow's own retries apply. ``terminal`` errors never are.
+where Airflow's own retries apply. ``terminal`` errors never are. A transient error on a paid submit
+is resent only when it proves Pixazo did not take the request (``may_have_been_accepted`` is False):
+:func:`airflow_provider_pixazo.retry.should_retry` reads both attributes and nothing else.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class PixazoError(AirflowException):
 
     #: True where retrying the same call may succeed.
     transient: bool = False
+    #: True where the call may have reached Pixazo and been accepted (and, for a submit, charged).
+    may_have_been_accepted: bool = False
 
 
 class PixazoValidationError(PixazoError, AirflowFailException, ValueError):
@@ -141,9 +145,10 @@ class PixazoRateLimitError(PixazoAPIError):
 
 
 class PixazoServerError(PixazoAPIError):
-    """5xx: the gateway failed; the same call may succeed later."""
+    """5xx: the gateway failed; the same call may succeed later, but it may also have been accepted."""
 
     transient = True
+    may_have_been_accepted = True
 
 
 class PixazoTransportError(PixazoError):
@@ -160,6 +165,11 @@ class PixazoTransportError(PixazoError):
     def __init__(self, message: str, *, request_sent: bool) -> None:
         self.request_sent = request_sent
         super().__init__(message)
+
+    @property
+    def may_have_been_accepted(self) -> bool:  # type: ignore[override]
+        """A request that left this machine may have been accepted before the link failed."""
+        return self.request_sent
 
 
 class PixazoSubmitUncertainError(PixazoError, AirflowFailException):

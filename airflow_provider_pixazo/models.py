@@ -1,29 +1,42 @@
 """
-Request and response types, and the registry of Pixazo models with their parameter rules.
+The registry of Pixazo's image models, their rules, and the submits built from them.
 
-Users speak one vocabulary (``prompt, size, quality, background, n, output_format,
-output_compression, moderation``); each :class:`ModelSpec` maps it to that model's wire names and
-endpoint, and :func:`build_generate_request` / :func:`build_edit_request` enforce every rule of
-Pixazo's documentation before any HTTP call. Nothing here does I/O, so it is cheap to import from
-a DAG file.
+Each :class:`ModelSpec` says which endpoints a model has, which image options it takes under which
+wire names, and which sizes and backgrounds it accepts; :func:`build_generate_request` and
+:func:`build_edit_request` check a request against every documented rule before any HTTP call.
+Adding a model is one entry in :data:`MODELS` plus its tests. Not here: the options' own rules
+(:mod:`airflow_provider_pixazo.options`) and what Pixazo answers (:mod:`airflow_provider_pixazo.responses`,
+whose names are still importable from here for DAGs written against 0.1). Nothing here does I/O.
 """
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_pixazo.exceptions import (
-    PixazoRequestErroredError,
-    PixazoRequestFailedError,
-    PixazoValidationError,
+from airflow_provider_pixazo.exceptions import PixazoValidationError
+from airflow_provider_pixazo.options import FORMATS, IMAGE_OPTIONS, QUALITIES, ImageOptions
+
+# Moved to responses.py; imported here so that `from airflow_provider_pixazo.models import ...` keeps working.
+from airflow_provider_pixazo.responses import (
+    STATUS_PATH,
+    RequestResult,
+    RequestStatus,
+    Submission,
+    validate_request_id,
 )
 
 __all__ = [
+    "DEFAULT_MODEL",
+    "FORMATS",
+    "MAX_EDIT_IMAGES",
+    "MAX_PROMPT_CHARS",
     "MODELS",
+    "QUALITIES",
+    "STATUS_PATH",
+    "WEBHOOK_MODES",
     "ModelSpec",
     "RequestResult",
     "RequestStatus",
@@ -35,11 +48,6 @@ __all__ = [
     "validate_request_id",
 ]
 
-STATUS_PATH = "/v2/requests/status/{request_id}"
-
-# Pixazo ids look like "gpt-image-2_019d…-…": letters, digits, "_" and "-". Anything else
-# ("../", "/", "?", "%2F") could steer the status URL elsewhere on the host, so it is refused.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,255}")
 _CUSTOM_SIZE = re.compile(r"([1-9][0-9]{1,4})x([1-9][0-9]{1,4})")
 _DATA_URI = re.compile(r"data:image/(png|jpeg|jpg|webp);base64,[A-Za-z0-9+/=\s]+", re.IGNORECASE)
 
@@ -51,147 +59,7 @@ MAX_PROMPT_CHARS = 32_000
 # OpenAI's edit endpoint accepts up to 16 input images; Pixazo is silent, we assume the same.
 MAX_EDIT_IMAGES = 16
 
-QUALITIES = ("low", "medium", "high", "auto")
-FORMATS = ("png", "jpeg", "webp")
 WEBHOOK_MODES = ("terminal", "sync")
-
-
-class RequestStatus(enum.StrEnum):
-    """Status of a Pixazo request, as the status endpoint reports it."""
-
-    QUEUED = "QUEUED"
-    PROCESSING = "PROCESSING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    ERROR = "ERROR"
-
-    @property
-    def is_terminal(self) -> bool:
-        """True once the request will not change any more."""
-        return self in (RequestStatus.COMPLETED, RequestStatus.FAILED, RequestStatus.ERROR)
-
-    @property
-    def is_success(self) -> bool:
-        """True only for COMPLETED."""
-        return self is RequestStatus.COMPLETED
-
-
-@dataclass(frozen=True)
-class Submission:
-    """
-    What a submit returns.
-
-    :param request_id: Pixazo's id for the request; the key for every later call.
-    :param status: the status at submission, normally QUEUED.
-    :param polling_url: the status URL Pixazo suggested. Informational only: the hook always builds
-        the status URL from the connection's host, so the API key never follows a URL from a response.
-    """
-
-    request_id: str
-    status: RequestStatus
-    polling_url: str | None = None
-
-    @classmethod
-    def from_api(cls, payload: Any) -> Submission:
-        """Parse a submit response body, refusing one without a usable request id."""
-        if not isinstance(payload, Mapping):
-            raise ValueError(f"Pixazo answered a submit with {type(payload).__name__}, not a JSON object")
-        request_id = validate_request_id(payload.get("request_id"))
-        return cls(
-            request_id=request_id,
-            status=_parse_status(payload.get("status") or "QUEUED"),
-            polling_url=payload.get("polling_url"),
-        )
-
-
-@dataclass(frozen=True)
-class RequestResult:
-    """
-    The state of a request, from the status endpoint.
-
-    :param request_id: Pixazo's id for the request.
-    :param status: where the request is in its life.
-    :param media_urls: URLs of the generated images, once COMPLETED.
-    :param media_type: MIME type of the media (``image/png``...), once COMPLETED.
-    :param error: Pixazo's error text for FAILED and ERROR.
-    :param model_id: the Pixazo model id that handled the request.
-    :param created_at: when Pixazo accepted the request (ISO 8601, as Pixazo sent it).
-    :param updated_at: when it last changed.
-    :param completed_at: when it finished.
-    """
-
-    request_id: str
-    status: RequestStatus
-    media_urls: tuple[str, ...] = ()
-    media_type: str | None = None
-    error: str | None = None
-    model_id: str | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-    completed_at: str | None = None
-
-    @classmethod
-    def from_api(cls, payload: Any) -> RequestResult:
-        """Parse a status response (or a webhook callback) body."""
-        if not isinstance(payload, Mapping):
-            raise ValueError(f"Pixazo answered a status call with {type(payload).__name__}, not an object")
-        output = payload.get("output") or {}
-        urls = (output.get("media_url") or ()) if isinstance(output, Mapping) else ()
-        if isinstance(urls, str):
-            urls = (urls,)
-        return cls(
-            request_id=validate_request_id(payload.get("request_id")),
-            status=_parse_status(payload.get("status")),
-            media_urls=tuple(str(u) for u in urls),
-            media_type=output.get("media_type") if isinstance(output, Mapping) else None,
-            error=payload.get("error"),
-            model_id=payload.get("model_id"),
-            created_at=_text_or_none(payload.get("created_at")),
-            updated_at=_text_or_none(payload.get("updated_at")),
-            completed_at=_text_or_none(payload.get("completed_at")),
-        )
-
-    def raise_for_failure(self) -> RequestResult:
-        """
-        Return this result, or raise when the request ended FAILED or ERROR.
-
-        :raises PixazoRequestFailedError: for FAILED, with Pixazo's reason.
-        :raises PixazoRequestErroredError: for ERROR (a Pixazo system error, not charged).
-        """
-        if self.status is RequestStatus.FAILED:
-            raise PixazoRequestFailedError(self.request_id, self.error)
-        if self.status is RequestStatus.ERROR:
-            raise PixazoRequestErroredError(self.request_id, self.error)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict, as pushed to XCom and carried in trigger events."""
-        return {
-            "request_id": self.request_id,
-            "status": self.status.value,
-            "media_urls": list(self.media_urls),
-            "media_type": self.media_type,
-            "error": self.error,
-            "model_id": self.model_id,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "completed_at": self.completed_at,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RequestResult:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            request_id=validate_request_id(data["request_id"]),
-            status=_parse_status(data["status"]),
-            media_urls=tuple(data.get("media_urls") or ()),
-            media_type=data.get("media_type"),
-            error=data.get("error"),
-            model_id=data.get("model_id"),
-            created_at=data.get("created_at"),
-            updated_at=data.get("updated_at"),
-            completed_at=data.get("completed_at"),
-        )
 
 
 @dataclass(frozen=True)
@@ -219,7 +87,8 @@ class ModelSpec:
     :param model_id: Pixazo's id for it (the prefix of its request ids).
     :param generate_path: the text-to-image endpoint path.
     :param edit_path: the image-edit endpoint path, or None when the model cannot edit.
-    :param wire_names: user parameter name -> the name this model's API expects.
+    :param wire_names: user parameter name (``prompt`` and the image options it takes) -> the name
+        this model's API expects.
     :param sizes: the fixed sizes accepted (``auto`` included).
     :param custom_sizes: whether any ``WxH`` within OpenAI's limits is accepted too.
     :param backgrounds: accepted ``background`` values.
@@ -237,6 +106,61 @@ class ModelSpec:
     def supports(self, parameter: str) -> bool:
         """Whether this model accepts the user-vocabulary ``parameter``."""
         return parameter in self.wire_names
+
+    def check_options(self, given: Mapping[str, Any]) -> ImageOptions:
+        """
+        The image options in ``given`` (None values are "not set"), checked against every rule.
+
+        :raises PixazoValidationError: for an option this model does not take or a value it refuses.
+        :raises TypeError: for a name that is no image option (a typo in the caller's code).
+        """
+        unknown = sorted(set(given) - set(IMAGE_OPTIONS))
+        if unknown:
+            raise TypeError(f"unknown image options {', '.join(unknown)}; the options are {', '.join(IMAGE_OPTIONS)}")
+        for name, value in given.items():
+            if value is not None and not self.supports(name):
+                supported = ", ".join(p for p in self.wire_names if p != "prompt")
+                raise PixazoValidationError(name, value, f"{self.name} does not take {name}; it takes {supported}")
+        options = ImageOptions(**given)
+        if options.size is not None:
+            self._check_size(options.size)
+        if options.background is not None:
+            if options.background == "transparent" and "transparent" not in self.backgrounds:
+                raise PixazoValidationError(
+                    "background", options.background, f"{self.name} has no transparent background; use opaque or auto"
+                )
+            _check_choice("background", options.background, self.backgrounds)
+        return options
+
+    def wire_body(self, options: ImageOptions) -> dict[str, Any]:
+        """The options that are set, under this model's wire names."""
+        return {self.wire_names[name]: value for name, value in options.given().items()}
+
+    def _check_size(self, size: Any) -> None:
+        if size in self.sizes:
+            return
+        fixed = ", ".join(self.sizes)
+        if not self.custom_sizes:
+            raise PixazoValidationError("size", size, f"{self.name} takes one of {fixed}")
+        match = _CUSTOM_SIZE.fullmatch(size) if isinstance(size, str) else None
+        if match is None:
+            raise PixazoValidationError("size", size, f"one of {fixed}, or a custom WIDTHxHEIGHT such as 1280x720")
+        width, height = int(match[1]), int(match[2])
+        # OpenAI's limits for gpt-image-2 custom sizes ("Size and quality options",
+        # https://developers.openai.com/api/docs/guides/image-generation#size-and-quality-options):
+        # longest edge <= 3840 px, both edges multiples of 16, long:short ratio <= 3:1,
+        # total pixels between 655,360 and 8,294,400.
+        problems = []
+        if max(width, height) > 3840:
+            problems.append("the longest edge must be at most 3840 px")
+        if width % 16 or height % 16:
+            problems.append("both edges must be multiples of 16")
+        if max(width, height) > 3 * min(width, height):
+            problems.append("the long:short ratio must be at most 3:1")
+        if not 655_360 <= width * height <= 8_294_400:
+            problems.append("the total pixel count must be between 655,360 and 8,294,400")
+        if problems:
+            raise PixazoValidationError("size", size, f"custom sizes on {self.name}: {'; '.join(problems)}")
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -301,57 +225,28 @@ def get_model(model: str) -> ModelSpec:
         raise PixazoValidationError("model", model, f"known models are {', '.join(MODELS)}") from None
 
 
-def validate_request_id(request_id: Any) -> str:
-    """Return ``request_id`` if it is a plain Pixazo id; refuse paths, queries and anything odd."""
-    if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
-        raise PixazoValidationError(
-            "request_id",
-            request_id,
-            "a Pixazo request id is 1-256 letters, digits, '_' or '-' (no '/', '..', '?' or spaces)",
-        )
-    return request_id
-
-
 def build_generate_request(
     prompt: Any,
     *,
     model: str = DEFAULT_MODEL,
-    size: str | None = None,
-    quality: str | None = None,
-    background: str | None = None,
-    n: int | None = None,
-    output_format: str | None = None,
-    output_compression: int | None = None,
-    moderation: str | None = None,
     extra_params: Mapping[str, Any] | None = None,
     webhook_url: str | None = None,
     webhook_mode: str | None = None,
+    **options: Any,
 ) -> SubmitRequest:
     """
     Validate a text-to-image request and map it to ``model``'s wire format.
 
-    Parameters left as None are not sent, so Pixazo's defaults apply.
-
+    :param options: image options by name (see :class:`~airflow_provider_pixazo.options.ImageOptions`);
+        those left as None are not sent, so Pixazo's defaults apply.
     :raises PixazoValidationError: naming the parameter, the value and what is allowed.
     """
     spec = get_model(model)
-    body = _build_body(
-        spec,
-        prompt=prompt,
-        size=size,
-        quality=quality,
-        background=background,
-        n=n,
-        output_format=output_format,
-        output_compression=output_compression,
-        moderation=moderation,
-        extra_params=extra_params,
-    )
     return SubmitRequest(
         model=spec.name,
         operation="generate",
         path=spec.generate_path,
-        body=body,
+        body=_build_body(spec, prompt, options, extra_params),
         headers=_webhook_headers(webhook_url, webhook_mode),
     )
 
@@ -362,22 +257,17 @@ def build_edit_request(
     *,
     mask: str | None = None,
     model: str = DEFAULT_MODEL,
-    size: str | None = None,
-    quality: str | None = None,
-    background: str | None = None,
-    n: int | None = None,
-    output_format: str | None = None,
-    output_compression: int | None = None,
-    moderation: str | None = None,
     extra_params: Mapping[str, Any] | None = None,
     webhook_url: str | None = None,
     webhook_mode: str | None = None,
+    **options: Any,
 ) -> SubmitRequest:
     """
     Validate an image-edit request; ``images`` and ``mask`` must already be https URLs or data URIs.
 
     (The edit operator turns local files and object-storage URIs into data URIs before calling this.)
 
+    :param options: image options by name, as for :func:`build_generate_request`.
     :raises PixazoValidationError: naming the parameter, the value and what is allowed.
     """
     spec = get_model(model)
@@ -391,18 +281,7 @@ def build_edit_request(
         raise PixazoValidationError("images", f"<{len(image_list)} images>", f"at most {MAX_EDIT_IMAGES} input images")
     for index, image in enumerate(image_list):
         _check_image_reference(f"images[{index}]", image)
-    body = _build_body(
-        spec,
-        prompt=prompt,
-        size=size,
-        quality=quality,
-        background=background,
-        n=n,
-        output_format=output_format,
-        output_compression=output_compression,
-        moderation=moderation,
-        extra_params=extra_params,
-    )
+    body = _build_body(spec, prompt, options, extra_params)
     body["image"] = image_list[0] if len(image_list) == 1 else image_list
     if mask is not None:
         _check_image_reference("mask", mask)
@@ -419,77 +298,13 @@ def build_edit_request(
 
 
 def _build_body(
-    spec: ModelSpec,
-    *,
-    prompt: Any,
-    size: str | None,
-    quality: str | None,
-    background: str | None,
-    n: int | None,
-    output_format: str | None,
-    output_compression: int | None,
-    moderation: str | None,
-    extra_params: Mapping[str, Any] | None,
+    spec: ModelSpec, prompt: Any, options: Mapping[str, Any], extra_params: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     if not isinstance(prompt, str) or not prompt.strip():
         raise PixazoValidationError("prompt", prompt, "a non-empty string describing the image")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise PixazoValidationError("prompt", _short(prompt), f"at most {MAX_PROMPT_CHARS} characters")
-
-    given = {
-        "size": size,
-        "quality": quality,
-        "background": background,
-        "n": n,
-        "output_format": output_format,
-        "output_compression": output_compression,
-        "moderation": moderation,
-    }
-    for name, value in given.items():
-        if value is not None and not spec.supports(name):
-            supported = ", ".join(p for p in spec.wire_names if p != "prompt")
-            raise PixazoValidationError(name, value, f"{spec.name} does not take {name}; it takes {supported}")
-
-    if size is not None:
-        _check_size(spec, size)
-    if quality is not None:
-        _check_choice("quality", quality, QUALITIES)
-    if output_format is not None:
-        _check_choice("output_format", output_format, FORMATS)
-    if background is not None:
-        if background == "transparent" and "transparent" not in spec.backgrounds:
-            raise PixazoValidationError(
-                "background", background, f"{spec.name} has no transparent background; use opaque or auto"
-            )
-        _check_choice("background", background, spec.backgrounds)
-        # Pixazo defaults output_format to png, so transparent with no format given is fine.
-        if background == "transparent" and output_format == "jpeg":
-            raise PixazoValidationError(
-                "background", background, "transparent needs output_format png or webp (jpeg has no alpha)"
-            )
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 10):
-        raise PixazoValidationError("n", n, "an integer from 1 to 10")
-    if output_compression is not None:
-        if (
-            isinstance(output_compression, bool)
-            or not isinstance(output_compression, int)
-            or not 0 <= output_compression <= 100
-        ):
-            raise PixazoValidationError("output_compression", output_compression, "an integer from 0 to 100")
-        if output_format not in ("jpeg", "webp"):
-            raise PixazoValidationError(
-                "output_compression",
-                output_compression,
-                f"compression applies to jpeg or webp only; output_format is {output_format or 'png'}",
-            )
-    if moderation is not None:
-        _check_choice("moderation", moderation, ("auto", "low"))
-
-    body: dict[str, Any] = {"prompt": prompt}
-    for name, value in given.items():
-        if value is not None:
-            body[spec.wire_names[name]] = value
-
+    body: dict[str, Any] = {"prompt": prompt, **spec.wire_body(spec.check_options(options))}
     if extra_params is not None:
         if not isinstance(extra_params, Mapping):
             raise PixazoValidationError("extra_params", extra_params, "a dict of extra API fields")
@@ -507,33 +322,6 @@ def _build_body(
 def _check_choice(parameter: str, value: Any, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise PixazoValidationError(parameter, value, f"one of {', '.join(allowed)}")
-
-
-def _check_size(spec: ModelSpec, size: Any) -> None:
-    if size in spec.sizes:
-        return
-    fixed = ", ".join(spec.sizes)
-    if not spec.custom_sizes:
-        raise PixazoValidationError("size", size, f"{spec.name} takes one of {fixed}")
-    match = _CUSTOM_SIZE.fullmatch(size) if isinstance(size, str) else None
-    if match is None:
-        raise PixazoValidationError("size", size, f"one of {fixed}, or a custom WIDTHxHEIGHT such as 1280x720")
-    width, height = int(match[1]), int(match[2])
-    # OpenAI's limits for gpt-image-2 custom sizes ("Size and quality options",
-    # https://developers.openai.com/api/docs/guides/image-generation#size-and-quality-options):
-    # longest edge <= 3840 px, both edges multiples of 16, long:short ratio <= 3:1,
-    # total pixels between 655,360 and 8,294,400.
-    problems = []
-    if max(width, height) > 3840:
-        problems.append("the longest edge must be at most 3840 px")
-    if width % 16 or height % 16:
-        problems.append("both edges must be multiples of 16")
-    if max(width, height) > 3 * min(width, height):
-        problems.append("the long:short ratio must be at most 3:1")
-    if not 655_360 <= width * height <= 8_294_400:
-        problems.append("the total pixel count must be between 655,360 and 8,294,400")
-    if problems:
-        raise PixazoValidationError("size", size, f"custom sizes on {spec.name}: {'; '.join(problems)}")
 
 
 def _check_image_reference(parameter: str, value: Any) -> None:
@@ -554,19 +342,6 @@ def _webhook_headers(webhook_url: str | None, webhook_mode: str | None) -> dict[
         _check_choice("webhook_mode", webhook_mode, WEBHOOK_MODES)
         headers["X-Webhook-Mode"] = webhook_mode
     return headers
-
-
-def _parse_status(value: Any) -> RequestStatus:
-    try:
-        return RequestStatus(str(value).upper())
-    except ValueError:
-        raise ValueError(
-            f"Pixazo reported an unknown status {value!r}; known: {', '.join(s.value for s in RequestStatus)}"
-        ) from None
-
-
-def _text_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def _short(value: Any) -> Any:

@@ -21,9 +21,6 @@ import httpx
 
 from airflow_provider_pixazo.exceptions import (
     PixazoError,
-    PixazoRateLimitError,
-    PixazoServerError,
-    PixazoTransportError,
     error_from_exception,
     error_from_response,
     parse_retry_after,
@@ -70,14 +67,15 @@ class RetryPolicy:
 
 
 def should_retry(error: PixazoError, *, submit: bool) -> bool:
-    """Whether the call that raised ``error`` may be sent again."""
-    if isinstance(error, PixazoRateLimitError):
-        return True
-    if isinstance(error, PixazoServerError):
-        return not submit
-    if isinstance(error, PixazoTransportError):
-        return not submit or not error.request_sent
-    return False
+    """
+    Whether the call that raised ``error`` may be sent again.
+
+    The error must be ``transient``, and for a paid submit it must also prove that Pixazo did not
+    take the request (``may_have_been_accepted`` is False): the two attributes are the whole rule.
+
+    For a status GET this is exactly ``error.transient``, which the sensor and trigger read directly.
+    """
+    return error.transient and not (submit and error.may_have_been_accepted)
 
 
 Outcome = httpx.Response | httpx.TransportError

@@ -21,10 +21,10 @@ from airflow_provider_pixazo.exceptions import (
     PixazoAuthError,
     PixazoError,
     PixazoNotFoundError,
-    PixazoValidationError,
 )
 from airflow_provider_pixazo.hooks.pixazo import PixazoHook
 from airflow_provider_pixazo.models import RequestResult, RequestStatus, validate_request_id
+from airflow_provider_pixazo.waiting import non_negative_seconds, positive_seconds
 
 __all__ = ["PixazoRequestTrigger"]
 
@@ -186,13 +186,7 @@ class PixazoRequestTrigger(BaseTrigger):
         )
 
 
-def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise PixazoValidationError(name, value, "a positive number of seconds")
-    return float(value)
-
-
-def _non_negative(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise PixazoValidationError(name, value, "a number of seconds, zero or more")
-    return float(value)
+# The trigger's name for each shared validator (airflow_provider_pixazo.waiting): one rule for the
+# seconds a task and its trigger take.
+_positive = positive_seconds
+_non_negative = non_negative_seconds
