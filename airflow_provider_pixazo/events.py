@@ -21,7 +21,7 @@ from airflow_provider_pixazo.exceptions import (
     PixazoTimeoutError,
     PixazoWaitAbortedError,
 )
-from airflow_provider_pixazo.models import RequestResult
+from airflow_provider_pixazo.responses import RequestResult
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -10,13 +10,12 @@ Not here: which options and values a given model takes (that is the model regist
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from airflow_provider_pixazo.exceptions import PixazoValidationError
 
-__all__ = ["FORMATS", "IMAGE_OPTIONS", "QUALITIES", "ImageOptions", "document_options"]
+__all__ = ["FORMATS", "IMAGE_OPTIONS", "QUALITIES", "ImageOptions", "document_options", "rendered_options"]
 
 QUALITIES = ("low", "medium", "high", "auto")
 FORMATS = ("png", "jpeg", "webp")
@@ -86,22 +85,6 @@ class ImageOptions:
         """The options that are set, by name, in declaration order."""
         return {name: getattr(self, name) for name in IMAGE_OPTIONS if getattr(self, name) is not None}
 
-    @classmethod
-    def from_rendered(cls, values: Mapping[str, Any]) -> ImageOptions:
-        """
-        Options from an operator's rendered template fields, by name.
-
-        Jinja renders ``"{{ params.n }}"`` to the string ``"3"`` unless the DAG renders native
-        objects, so a digit string given for an integer option becomes that integer.
-        """
-        coerced = {}
-        for name in IMAGE_OPTIONS:
-            value = values.get(name)
-            if _rule(name).integers is not None and isinstance(value, str) and value.strip().isdigit():
-                value = int(value)
-            coerced[name] = value
-        return cls(**coerced)
-
 
 #: The option names, in the order users read them; the operators' template fields include them.
 IMAGE_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(ImageOptions))
@@ -113,17 +96,35 @@ def _rule(name: str) -> _Rule:
     return _RULES[name]
 
 
+def rendered_options(task: object) -> dict[str, Any]:
+    """
+    The image options of an operator after templating: its attributes named like the options.
+
+    Jinja renders ``"{{ params.n }}"`` to the string ``"3"`` unless the DAG renders native
+    objects, so a digit string given for an integer option becomes that integer.
+    """
+    options = {}
+    for name in IMAGE_OPTIONS:
+        value = getattr(task, name)
+        if _rule(name).integers is not None and isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        options[name] = value
+    return options
+
+
 # The placeholder an operator docstring holds where the options' ``:param:`` lines go.
 _PLACEHOLDER = ":image options:"
 
 
-def document_options(docstring: str | None) -> str:
+def document_options(docstring: str | None) -> str | None:
     """
     Replace the ``:image options:`` line of a docstring with one ``:param:`` line per option.
 
     So an operator's documentation of the options is written here once and stays in step.
     """
-    if not docstring or _PLACEHOLDER not in docstring:
+    if docstring is None:  # python -OO strips docstrings
+        return None
+    if _PLACEHOLDER not in docstring:
         raise ValueError(f"the docstring has no {_PLACEHOLDER!r} line to fill")
     lines = []
     for line in docstring.splitlines(keepends=True):

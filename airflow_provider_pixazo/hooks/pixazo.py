@@ -15,15 +15,8 @@ from airflow_provider_pixazo import media, retry
 from airflow_provider_pixazo.exceptions import PixazoAuthError, PixazoError, PixazoNotFoundError
 from airflow_provider_pixazo.hooks import _clients
 from airflow_provider_pixazo.hooks._settings import ConnectionSettings, settings_from_connection
-from airflow_provider_pixazo.models import (
-    STATUS_PATH,
-    RequestResult,
-    Submission,
-    SubmitRequest,
-    build_edit_request,
-    build_generate_request,
-    validate_request_id,
-)
+from airflow_provider_pixazo.models import SubmitRequest, build_edit_request, build_generate_request
+from airflow_provider_pixazo.responses import STATUS_PATH, RequestResult, Submission, validate_request_id
 from airflow_provider_pixazo.retry import RetryPolicy
 
 if TYPE_CHECKING:

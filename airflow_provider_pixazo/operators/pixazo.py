@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -31,14 +30,10 @@ from airflow_provider_pixazo.exceptions import (
     PixazoValidationError,
 )
 from airflow_provider_pixazo.links.pixazo import image_links, persist_media_urls
-from airflow_provider_pixazo.models import (
-    DEFAULT_MODEL,
-    RequestResult,
-    RequestStatus,
-    SubmitRequest,
-    build_edit_request,
-    build_generate_request,
-)
+from airflow_provider_pixazo.models import DEFAULT_MODEL, SubmitRequest, build_edit_request, build_generate_request
+from airflow_provider_pixazo.options import IMAGE_OPTIONS, document_options, rendered_options
+from airflow_provider_pixazo.responses import RequestResult, RequestStatus
+from airflow_provider_pixazo.waiting import DEFAULT_MAX_POLL_INTERVAL, default_deferrable, positive_seconds
 
 try:
     from airflow.sdk import ResumableJobMixin
@@ -60,25 +55,13 @@ _SUPERSEDED = "SUPERSEDED"  # the task's parameters changed since it was submitt
 _UNKNOWN = "UNKNOWN"  # Pixazo does not know the id any more
 
 
-def _default_deferrable() -> bool:
-    from airflow.sdk.configuration import conf
-
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
-
-
 class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
     """Shared machinery of the submit operators: validation, paying once, waiting, publishing."""
 
     template_fields: Sequence[str] = (
         "prompt",
         "model",
-        "size",
-        "quality",
-        "background",
-        "n",
-        "output_format",
-        "output_compression",
-        "moderation",
+        *IMAGE_OPTIONS,
         "extra_params",
         "webhook_url",
         "webhook_mode",
@@ -95,6 +78,8 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
         *,
         prompt: str,
         model: str = DEFAULT_MODEL,
+        # The image options (options.ImageOptions), one flat keyword each: templated, and set by
+        # default_args or expand() by name like any operator argument.
         size: str | None = None,
         quality: str | None = None,
         background: str | None = None,
@@ -107,28 +92,26 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
         webhook_mode: str | None = None,
         wait_for_completion: bool = False,
         deferrable: bool | None = None,
-        poll_interval: float = 10.0,
+        poll_interval: float | timedelta = 10.0,
         timeout: float | timedelta = 3600.0,
+        max_poll_interval: float | timedelta = DEFAULT_MAX_POLL_INTERVAL,
         pixazo_conn_id: str = "pixazo_default",
         **kwargs: Any,
     ) -> None:
+        options = {name: value for name, value in locals().items() if name in IMAGE_OPTIONS}
         super().__init__(**kwargs)
         self.prompt = prompt
         self.model = model
-        self.size = size
-        self.quality = quality
-        self.background = background
-        self.n = n
-        self.output_format = output_format
-        self.output_compression = output_compression
-        self.moderation = moderation
+        for name, value in options.items():  # each option is the attribute its template field names
+            setattr(self, name, value)
         self.extra_params = extra_params
         self.webhook_url = webhook_url
         self.webhook_mode = webhook_mode
         self.wait_for_completion = wait_for_completion
-        self.deferrable = _default_deferrable() if deferrable is None else deferrable
-        self.poll_interval = _positive_seconds("poll_interval", poll_interval)
-        self.timeout = _positive_seconds("timeout", timeout)
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.poll_interval = positive_seconds("poll_interval", poll_interval)
+        self.timeout = positive_seconds("timeout", timeout)
+        self.max_poll_interval = positive_seconds("max_poll_interval", max_poll_interval)
         self.pixazo_conn_id = pixazo_conn_id
 
     @cached_property
@@ -144,16 +127,11 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
         """Validate the rendered parameters into a request; raises before any HTTP call."""
         raise NotImplementedError
 
-    def _output_params(self) -> dict[str, Any]:
+    def _request_arguments(self) -> dict[str, Any]:
+        """The rendered model, image options, extra fields and webhook settings, as the builders take them."""
         return {
             "model": self.model,
-            "size": self.size,
-            "quality": self.quality,
-            "background": self.background,
-            "n": _templated_int(self.n),
-            "output_format": self.output_format,
-            "output_compression": _templated_int(self.output_compression),
-            "moderation": self.moderation,
+            **rendered_options(self),
             "extra_params": self.extra_params,
             "webhook_url": self.webhook_url,
             "webhook_mode": self.webhook_mode,
@@ -215,6 +193,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
                     pixazo_conn_id=self.pixazo_conn_id,
                     poll_interval=self.poll_interval,
                     timeout=self.timeout,
+                    max_poll_interval=self.max_poll_interval,
                 ),
                 method_name="execute_complete",
             )
@@ -270,14 +249,7 @@ class PixazoGenerateImageOperator(_PixazoSubmitOperator):
 
     :param prompt: what to draw (templated).
     :param model: ``"gpt-image-2"`` (default) or ``"gpt-image-1.5"``.
-    :param size: ``"1024x1024"``, ``"1536x1024"``, ``"1024x1536"``, ``"auto"``; gpt-image-2 adds
-        ``2048x2048``, ``2048x1152``, ``3840x2160``, ``2160x3840`` and custom ``WxH``.
-    :param quality: ``low``, ``medium``, ``high`` or ``auto``.
-    :param background: ``opaque`` or ``auto``; ``transparent`` on gpt-image-1.5 only (png/webp).
-    :param n: number of images, 1-10.
-    :param output_format: ``png``, ``jpeg`` or ``webp``.
-    :param output_compression: 0-100, for jpeg/webp on gpt-image-2.
-    :param moderation: ``auto`` or ``low`` (gpt-image-2).
+    :image options:
     :param extra_params: further API fields sent as they are (for fields newer than this provider).
     :param webhook_url: https URL Pixazo calls back when the request ends (``X-Webhook-URL``).
     :param webhook_mode: ``terminal`` (default) or ``sync``.
@@ -286,14 +258,18 @@ class PixazoGenerateImageOperator(_PixazoSubmitOperator):
         default_deferrable``).
     :param poll_interval: seconds between status checks while waiting (grows gently when deferred).
     :param timeout: seconds to wait before failing with the request id, so it can be checked later.
-    :param pixazo_conn_id: the Pixazo connection.
+    :param max_poll_interval: when deferred, the poll interval grows by a quarter after each unchanged
+        poll, up to this many seconds (default 60).
+    :param pixazo_conn_id: the Pixazo connection (templated).
     :param durable: keep the request id in the task state store so a retried try does not pay twice
         (default True; Airflow >= 3.3).
     """
 
+    __doc__ = document_options(__doc__)
+
     def build_request(self) -> SubmitRequest:
         """Validate the rendered parameters into a text-to-image request."""
-        return build_generate_request(self.prompt, **self._output_params())
+        return build_generate_request(self.prompt, **self._request_arguments())
 
 
 class PixazoEditImageOperator(_PixazoSubmitOperator):
@@ -306,13 +282,14 @@ class PixazoEditImageOperator(_PixazoSubmitOperator):
         or WebP by their bytes; at most 50 MB) and sent as data URIs.
     :param mask: optional PNG mask, same forms (templated); white areas are edited. It applies to the
         first image.
-    :param images_conn_id: Airflow connection used to read object-storage inputs (e.g. an AWS one).
+    :param images_conn_id: Airflow connection used to read object-storage inputs (e.g. an AWS one;
+        templated).
     :param model: a model that can edit (``"gpt-image-2"``).
 
     All other parameters are as for :class:`PixazoGenerateImageOperator`.
     """
 
-    template_fields: Sequence[str] = (*_PixazoSubmitOperator.template_fields, "images", "mask")
+    template_fields: Sequence[str] = (*_PixazoSubmitOperator.template_fields, "images", "mask", "images_conn_id")
 
     def __init__(
         self,
@@ -347,21 +324,7 @@ class PixazoEditImageOperator(_PixazoSubmitOperator):
         mask = (
             None if self.mask is None else image_to_reference(self.mask, parameter="mask", conn_id=self.images_conn_id)
         )
-        return build_edit_request(self.prompt, references, mask=mask, **self._output_params())
-
-
-def _positive_seconds(name: str, value: Any) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds <= 0:
-        raise PixazoValidationError(name, value, "a positive, finite number of seconds (or a timedelta)")
-    return float(seconds)
-
-
-def _templated_int(value: Any) -> Any:
-    # Jinja renders "{{ params.n }}" to the string "3" unless the DAG renders native objects.
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return value
+        return build_edit_request(self.prompt, references, mask=mask, **self._request_arguments())
 
 
 def _fingerprint(request: SubmitRequest) -> str:

@@ -1,18 +1,24 @@
-"""The sensor that waits for a Pixazo request submitted elsewhere (another task, another system)."""
+"""
+The sensor that waits for a Pixazo request submitted elsewhere (another task, another system).
+
+It only reads a request's status and publishes the result; it never submits (that is the operators').
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_pixazo.events import publish_result, result_from_event
 from airflow_provider_pixazo.exceptions import PixazoError
 from airflow_provider_pixazo.links.pixazo import image_links, persist_media_urls
-from airflow_provider_pixazo.models import RequestResult, RequestStatus, validate_request_id
+from airflow_provider_pixazo.responses import RequestResult, RequestStatus, validate_request_id
+from airflow_provider_pixazo.waiting import DEFAULT_MAX_POLL_INTERVAL, default_deferrable, positive_seconds
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -37,10 +43,12 @@ class PixazoRequestSensor(BaseSensorOperator):
     :param request_id: the Pixazo request id to wait for (templated), e.g. from a submit task's XCom.
     :param pixazo_conn_id: the Airflow connection holding the Pixazo API key (templated).
     :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to
-        ``[operators] default_deferrable``.
+        ``[operators] default_deferrable``, read when the task is made (as the operators do).
     :param poke_interval: seconds between polls (in deferrable mode, the trigger's first interval;
-        it then grows gently up to a minute).
+        it then grows gently up to ``max_poll_interval``).
     :param timeout: seconds to wait before failing with a timeout; the request may still finish later.
+    :param max_poll_interval: in deferrable mode, the poll interval grows by a quarter after each
+        unchanged poll, up to this many seconds (default 60).
     """
 
     template_fields: Sequence[str] = ("request_id", "pixazo_conn_id")
@@ -52,15 +60,17 @@ class PixazoRequestSensor(BaseSensorOperator):
         *,
         request_id: str,
         pixazo_conn_id: str = "pixazo_default",
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool | None = None,
         poke_interval: float = 10,
         timeout: float = 3600,
+        max_poll_interval: float | timedelta = DEFAULT_MAX_POLL_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         self.request_id = request_id
         self.pixazo_conn_id = pixazo_conn_id
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.max_poll_interval = positive_seconds("max_poll_interval", max_poll_interval)
 
     @cached_property
     def hook(self) -> PixazoHook:
@@ -78,13 +88,13 @@ class PixazoRequestSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         try:
-            result = self._check(context)
+            result = self._completed_result()
         except AirflowFailException as err:
             if self.soft_fail or self.never_fail:
                 raise AirflowSkipException(f"Skipping: {err}") from err
             raise
         if result is not None:
-            return result
+            return self._publish(context, result)
         # Imported here: DAG files that only parse this sensor never load the trigger machinery.
         from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
 
@@ -95,16 +105,17 @@ class PixazoRequestSensor(BaseSensorOperator):
                 # A trigger polls at least a second apart: poke_interval=0 makes sense in poke mode only.
                 poll_interval=max(self.poke_interval, 1.0),
                 timeout=self.timeout,
+                max_poll_interval=self.max_poll_interval,
             ),
             method_name="execute_complete",
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Check once: done with the result when COMPLETED, raise when FAILED or ERROR, else False."""
-        result = self._check(context)
+        result = self._completed_result()
         if result is None:
             return False
-        return PokeReturnValue(is_done=True, xcom_value=result)
+        return PokeReturnValue(is_done=True, xcom_value=self._publish(context, result))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """
@@ -118,10 +129,14 @@ class PixazoRequestSensor(BaseSensorOperator):
         except PixazoError as err:
             self.log.error("%s", err)
             raise
-        return self._finish(context, result)
+        return self._publish(context, result)
 
-    def _check(self, context: Context) -> dict[str, Any] | None:
-        """The result dict when COMPLETED, None while waiting (or after a transient error)."""
+    def _completed_result(self) -> RequestResult | None:
+        """
+        Read the status once: the result when COMPLETED, None while waiting (or after a transient error).
+
+        :raises PixazoRequestFailedError: when the request ended FAILED (``...ErroredError`` for ERROR).
+        """
         request_id = validate_request_id(self.request_id)
         try:
             result = self.hook.get_status(request_id)
@@ -136,9 +151,9 @@ class PixazoRequestSensor(BaseSensorOperator):
         if result.status is not RequestStatus.COMPLETED:
             self.log.info("Pixazo request %s is %s", request_id, result.status.value)
             return None
-        return self._finish(context, result)
+        return result
 
-    def _finish(self, context: Context, result: RequestResult) -> dict[str, Any]:
+    def _publish(self, context: Context, result: RequestResult) -> dict[str, Any]:
         self.log.info(
             "Pixazo request %s COMPLETED: %d %s file(s): %s",
             result.request_id,
