@@ -124,27 +124,34 @@ class ModelSpec:
         options = ImageOptions(**given)
         if options.size is not None:
             self._check_size(options.size)
-        if options.background is not None:
-            if options.background == "transparent" and "transparent" not in self.backgrounds:
-                raise PixazoValidationError(
-                    "background", options.background, f"{self.name} has no transparent background; use opaque or auto"
-                )
-            _check_choice("background", options.background, self.backgrounds)
+        if options.background is not None and options.background not in self.backgrounds:
+            raise PixazoValidationError(
+                "background",
+                options.background,
+                f"{self.name} has no transparent background; use opaque or auto"
+                if options.background == "transparent"
+                else f"one of {', '.join(self.backgrounds)}",
+            )
         return options
 
     def wire_body(self, options: ImageOptions) -> dict[str, Any]:
         """The options that are set, under this model's wire names."""
         return {self.wire_names[name]: value for name, value in options.given().items()}
 
-    def _check_size(self, size: Any) -> None:
-        if size in self.sizes:
+    def _check_size(self, value: Any) -> None:
+        if value in self.sizes:
             return
+        problem = self._size_problem(value)
+        if problem:
+            raise PixazoValidationError("size", value, problem)
+
+    def _size_problem(self, value: Any) -> str | None:
         fixed = ", ".join(self.sizes)
         if not self.custom_sizes:
-            raise PixazoValidationError("size", size, f"{self.name} takes one of {fixed}")
-        match = _CUSTOM_SIZE.fullmatch(size) if isinstance(size, str) else None
+            return f"{self.name} takes one of {fixed}"
+        match = _CUSTOM_SIZE.fullmatch(value) if isinstance(value, str) else None
         if match is None:
-            raise PixazoValidationError("size", size, f"one of {fixed}, or a custom WIDTHxHEIGHT such as 1280x720")
+            return f"one of {fixed}, or a custom WIDTHxHEIGHT such as 1280x720"
         width, height = int(match[1]), int(match[2])
         # OpenAI's limits for gpt-image-2 custom sizes ("Size and quality options",
         # https://developers.openai.com/api/docs/guides/image-generation#size-and-quality-options):
@@ -159,8 +166,7 @@ class ModelSpec:
             problems.append("the long:short ratio must be at most 3:1")
         if not 655_360 <= width * height <= 8_294_400:
             problems.append("the total pixel count must be between 655,360 and 8,294,400")
-        if problems:
-            raise PixazoValidationError("size", size, f"custom sizes on {self.name}: {'; '.join(problems)}")
+        return f"custom sizes on {self.name}: {'; '.join(problems)}" if problems else None
 
 
 MODELS: dict[str, ModelSpec] = {

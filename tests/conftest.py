@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole suite: a hermetic Pixazo connection and sleepless retries."""
+"""Fixtures and fakes shared by the whole suite: a hermetic Pixazo connection, sleepless retries, the
+respx gateway, and the task instance / task state store a task sees (the only Airflow parts faked)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "example_dags"))
 
 import pytest  # noqa: E402
+import respx  # noqa: E402
 import respx.mocks  # noqa: E402
 
 # respx mocks at the client's transport selection rather than inside httpcore, so the triggers'
@@ -68,3 +72,52 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(retry, "time", _SleeplessModule(time, fake_sleep))
     monkeypatch.setattr(retry, "asyncio", _SleeplessModule(asyncio, fake_async_sleep))
     return delays
+
+
+@pytest.fixture
+def gateway(pixazo_conn: str, no_sleep: list[float]) -> Iterator[respx.MockRouter]:
+    """A respx router standing in for the gateway ``pixazo_default`` points at; unmocked calls fail."""
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
+        yield router
+
+
+class FakeTI:
+    """What the tasks use of a task instance: xcom_push, and stats_tags for ResumableJobMixin."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+        self.stats_tags: dict[str, str] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        # Values must survive XCom's JSON serialisation.
+        self.pushed[key] = json.loads(json.dumps(value))
+
+
+class FakeTaskStateStore:
+    """In-memory stand-in for TaskStateStoreAccessor (get / set / delete, JSON values only)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.ops: list[tuple[str, str]] = []
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.ops.append(("get", key))
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: timedelta | None = None) -> None:
+        self.ops.append(("set", key))
+        if value is None:
+            raise ValueError("Cannot set value as None")
+        self.data[key] = json.loads(json.dumps(value))
+
+    def delete(self, key: str) -> None:
+        self.ops.append(("delete", key))
+        self.data.pop(key, None)
+
+
+def make_context(store: FakeTaskStateStore | None = None) -> dict[str, Any]:
+    """A task context with a fresh FakeTI, and the task state store when given (Airflow >= 3.3)."""
+    context: dict[str, Any] = {"ti": FakeTI()}
+    if store is not None:
+        context["task_state_store"] = store
+    return context
