@@ -10,13 +10,10 @@ from airflow_provider_pixazo.models import (
     MAX_EDIT_IMAGES,
     MAX_PROMPT_CHARS,
     MODELS,
-    RequestResult,
-    RequestStatus,
-    Submission,
+    ModelSpec,
     build_edit_request,
     build_generate_request,
     get_model,
-    validate_request_id,
 )
 
 V15 = "gpt-image-1.5"
@@ -312,147 +309,37 @@ def test_webhook_headers(model: str) -> None:
         assert "X-Webhook-URL" not in request.body
 
 
-# -- request ids ------------------------------------------------------------------------------------
+# -- models.py still answers for the names that moved to responses.py ------------------------------
 
 
-@pytest.mark.parametrize("bad", ["../x", "a/b", "a?b", "", " x", "%2F", "a b", "x#y", None, 12, "-x", "a" * 257])
-def test_validate_request_id_refuses(bad: Any) -> None:
-    with pytest.raises(PixazoValidationError) as info:
-        validate_request_id(bad)
-    assert info.value.parameter == "request_id"
-    assert repr(bad)[:100] in str(info.value)
+def test_response_names_stay_importable_from_models() -> None:
+    from airflow_provider_pixazo import models, responses
+
+    for name in ("RequestResult", "RequestStatus", "Submission", "validate_request_id", "STATUS_PATH"):
+        assert getattr(models, name) is getattr(responses, name)
+        assert name in models.__all__
 
 
-@pytest.mark.parametrize(
-    "good",
-    [
-        "gpt-image-2_019dabcd-1234-5678-9abc-def012345678",
-        "gpt-image-1-5-api-923_019dxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
-        "airflow-connection-test",
-        "a" * 256,
-    ],
-)
-def test_validate_request_id_accepts(good: str) -> None:
-    assert validate_request_id(good) == good
+def test_a_new_model_is_one_registry_entry() -> None:
+    """Wire names, sizes and backgrounds come from the ModelSpec alone: nothing else names a model."""
+    spec = ModelSpec(
+        name="toy",
+        model_id="toy",
+        generate_path="/toy/v1/generate",
+        edit_path=None,
+        wire_names={"prompt": "text", "size": "dimensions", "n": "count"},
+        sizes=("512x512",),
+        custom_sizes=False,
+        backgrounds=(),
+    )
+    options = spec.check_options({"size": "512x512", "n": 3, "quality": None})
+    assert spec.wire_body(options) == {"dimensions": "512x512", "count": 3}
+    with pytest.raises(PixazoValidationError, match="toy does not take quality"):
+        spec.check_options({"quality": "high"})
+    with pytest.raises(PixazoValidationError, match="toy takes one of 512x512"):
+        spec.check_options({"size": "1024x1024"})
 
 
-# -- responses --------------------------------------------------------------------------------------
-
-ID15 = "gpt-image-1-5-api-923_019dxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
-ID2 = "gpt-image-2_019dxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
-
-SEED_COMPLETED = {
-    "request_id": ID15,
-    "status": "COMPLETED",
-    "model_id": "gpt-image-1-5-api-923",
-    "error": None,
-    "output": {
-        "media_url": [f"https://pub-582b7213209642b9b995c96c95a30381.r2.dev/v1/{ID15}/output.ext"],
-        "media_type": "application/octet-stream",
-    },
-    "created_at": "2026-03-31T10:00:00.000Z",
-    "updated_at": "2026-03-31T10:00:15.000Z",
-    "completed_at": "2026-03-31T10:00:15.000Z",
-}
-SEED_WEBHOOK_COMPLETED = {
-    "request_id": ID2,
-    "status": "COMPLETED",
-    "model_id": "gpt-image-2",
-    "error": None,
-    "output": {
-        "media_url": [f"https://pub-582b7213209642b9b995c96c95a30381.r2.dev/v1/{ID2}/output.png"],
-        "media_type": "image/png",
-    },
-    "created_at": "2026-05-22T13:17:32.110Z",
-    "updated_at": "2026-05-22 13:19:23",
-    "completed_at": "2026-05-22 13:19:23",
-}
-SEED_ERROR = {
-    "request_id": ID2,
-    "status": "ERROR",
-    "model_id": "gpt-image-2",
-    "error": "Description of the error",
-    "output": None,
-}
-SEED_FAILED = {
-    "request_id": ID2,
-    "status": "FAILED",
-    "model_id": "gpt-image-2",
-    "error": "Your request was rejected by the safety system",
-    "output": None,
-    "created_at": "...",
-    "updated_at": "...",
-    "completed_at": "...",
-}
-
-
-def test_result_from_seed_completed() -> None:
-    result = RequestResult.from_api(SEED_COMPLETED)
-    assert result.request_id == ID15
-    assert result.status is RequestStatus.COMPLETED
-    assert result.status.is_terminal
-    assert result.status.is_success
-    assert result.media_urls == (SEED_COMPLETED["output"]["media_url"][0],)  # type: ignore[index]
-    assert result.media_type == "application/octet-stream"
-    assert result.error is None
-    assert result.model_id == "gpt-image-1-5-api-923"
-    assert result.created_at == "2026-03-31T10:00:00.000Z"
-    assert result.completed_at == "2026-03-31T10:00:15.000Z"
-
-
-def test_result_from_seed_webhook_completed() -> None:
-    result = RequestResult.from_api(SEED_WEBHOOK_COMPLETED)
-    assert result.media_type == "image/png"
-    assert result.media_urls[0].endswith("/output.png")
-    assert result.updated_at == "2026-05-22 13:19:23"
-
-
-@pytest.mark.parametrize(
-    ("body", "status"),
-    [(SEED_ERROR, RequestStatus.ERROR), (SEED_FAILED, RequestStatus.FAILED)],
-    ids=["ERROR", "FAILED"],
-)
-def test_result_from_seed_failures(body: dict[str, Any], status: RequestStatus) -> None:
-    result = RequestResult.from_api(body)
-    assert result.status is status
-    assert result.status.is_terminal
-    assert not result.status.is_success
-    assert result.error == body["error"]
-    assert result.media_urls == ()
-    assert result.media_type is None
-
-
-@pytest.mark.parametrize("status", ["QUEUED", "PROCESSING", "processing"])
-def test_result_pending_statuses(status: str) -> None:
-    result = RequestResult.from_api({"request_id": ID2, "status": status, "output": None})
-    assert result.status.value == status.upper()
-    assert not result.status.is_terminal
-
-
-def test_result_refuses_bad_bodies() -> None:
-    with pytest.raises(ValueError, match="unknown status 'DONE'"):
-        RequestResult.from_api({"request_id": ID2, "status": "DONE"})
-    with pytest.raises(ValueError, match="not an object"):
-        RequestResult.from_api(["COMPLETED"])
-    with pytest.raises(PixazoValidationError):
-        RequestResult.from_api({"request_id": "../../admin", "status": "COMPLETED"})
-
-
-@pytest.mark.parametrize("body", [SEED_COMPLETED, SEED_WEBHOOK_COMPLETED, SEED_ERROR, SEED_FAILED])
-def test_result_dict_round_trip(body: dict[str, Any]) -> None:
-    result = RequestResult.from_api(body)
-    data = result.to_dict()
-    assert json.loads(json.dumps(data)) == data
-    assert data["status"] == body["status"]
-    assert RequestResult.from_dict(json.loads(json.dumps(data))) == result
-
-
-def test_submission_from_seed() -> None:
-    body = {"request_id": ID2, "status": "QUEUED", "polling_url": f"https://gateway.pixazo.ai/v2/requests/status/{ID2}"}
-    submission = Submission.from_api(body)
-    assert submission == Submission(ID2, RequestStatus.QUEUED, body["polling_url"])
-    assert Submission.from_api({"request_id": ID2}).status is RequestStatus.QUEUED
-    with pytest.raises(PixazoValidationError):
-        Submission.from_api({"status": "QUEUED"})
-    with pytest.raises(ValueError, match="not a JSON object"):
-        Submission.from_api("QUEUED")
+def test_an_unknown_option_name_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="unknown image options sise"):
+        build_generate_request("p", sise="1024x1024")

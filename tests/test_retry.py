@@ -112,3 +112,20 @@ TABLE = {
 def test_should_retry_table(name: str, submit: bool) -> None:
     expected = TABLE[name][0 if submit else 1]
     assert should_retry(ERRORS[name], submit=submit) is expected
+
+
+@pytest.mark.parametrize("name", list(TABLE))
+def test_should_retry_derives_from_the_errors_own_attributes(name: str) -> None:
+    """One rule: a status GET is retried exactly when the error is transient; a submit also needs proof
+    that Pixazo did not take it."""
+    error = ERRORS[name]
+    assert should_retry(error, submit=False) is error.transient
+    assert should_retry(error, submit=True) is (error.transient and not error.may_have_been_accepted)
+
+
+def test_only_a_request_that_never_left_is_safe_to_resend() -> None:
+    never_left = error_from_exception(httpx.ConnectError("refused", request=_REQ))
+    may_have_arrived = error_from_exception(httpx.ReadTimeout("slow", request=_REQ))
+    assert (never_left.may_have_been_accepted, may_have_arrived.may_have_been_accepted) == (False, True)
+    assert _api(PixazoServerError, 502).may_have_been_accepted is True
+    assert _api(PixazoRateLimitError, 429).may_have_been_accepted is False  # 429 proves it was refused

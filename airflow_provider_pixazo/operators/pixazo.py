@@ -285,9 +285,12 @@ class PixazoEditImageOperator(_PixazoSubmitOperator):
     :param images_conn_id: Airflow connection used to read object-storage inputs (e.g. an AWS one;
         templated).
     :param model: a model that can edit (``"gpt-image-2"``).
+    :image options:
 
     All other parameters are as for :class:`PixazoGenerateImageOperator`.
     """
+
+    __doc__ = document_options(__doc__)
 
     template_fields: Sequence[str] = (*_PixazoSubmitOperator.template_fields, "images", "mask", "images_conn_id")
 

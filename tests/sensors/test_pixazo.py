@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,12 +19,12 @@ from airflow_provider_pixazo.exceptions import (
     PixazoTimeoutError,
     PixazoValidationError,
 )
-from airflow_provider_pixazo.links.pixazo import MEDIA_URLS_XCOM_KEY, PixazoImageLink
-from airflow_provider_pixazo.models import RequestResult, RequestStatus
+from airflow_provider_pixazo.links.pixazo import MEDIA_URLS_XCOM_KEY
+from airflow_provider_pixazo.responses import RequestResult, RequestStatus
 from airflow_provider_pixazo.sensors.pixazo import PixazoRequestSensor
 from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
+from tests.conftest import BASE_URL, make_context
 
-BASE_URL = "https://gateway.test"
 REQUEST_ID = "gpt-image-2_019d0000-aaaa-bbbb-cccc-000000000002"
 STATUS_URL = f"{BASE_URL}/v2/requests/status/{REQUEST_ID}"
 MEDIA_URLS = [f"https://pub-test.r2.dev/v1/{REQUEST_ID}/0.png", f"https://pub-test.r2.dev/v1/{REQUEST_ID}/1.png"]
@@ -46,23 +45,9 @@ def status(value: str, *, error: str | None = None) -> httpx.Response:
     )
 
 
-class FakeTI:
-    def __init__(self) -> None:
-        self.pushed: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
-
-
 @pytest.fixture
 def context() -> dict[str, Any]:
-    return {"ti": FakeTI()}
-
-
-@pytest.fixture
-def gateway(pixazo_conn: str, no_sleep: list[float]) -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
-        yield router
+    return make_context()
 
 
 def make_sensor(**kwargs: Any) -> PixazoRequestSensor:
@@ -84,22 +69,27 @@ def assert_result_pushed(context: dict[str, Any], result: dict[str, Any]) -> Non
 # -- definition -----------------------------------------------------------------------------------
 
 
-def test_definition() -> None:
-    sensor = make_sensor()
-    assert set(sensor.template_fields) == {"request_id", "pixazo_conn_id"}
-    assert sensor.poke_interval == 10
-    assert sensor.timeout == 3600
-    assert sensor.deferrable is False
-    assert [link.name for link in sensor.operator_extra_links][:2] == ["Pixazo image 1", "Pixazo image 2"]
-    assert all(isinstance(link, PixazoImageLink) for link in sensor.operator_extra_links)
-    assert sensor.hook is sensor.hook  # cached
-    assert sensor.hook.pixazo_conn_id == "pixazo_default"
-
-
-def test_request_id_is_templated() -> None:
-    sensor = make_sensor(request_id="{{ params.rid }}")
-    sensor.render_template_fields({"params": {"rid": REQUEST_ID}})
+def test_request_id_and_connection_are_templated() -> None:
+    sensor = make_sensor(request_id="{{ params.rid }}", pixazo_conn_id="{{ params.conn }}")
+    sensor.render_template_fields({"params": {"rid": REQUEST_ID, "conn": "pixazo_art"}})
     assert sensor.request_id == REQUEST_ID
+    assert sensor.hook.pixazo_conn_id == "pixazo_art"  # the hook is made from the rendered id
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_deferrable_defaults_to_the_config_read_when_the_task_is_made(
+    monkeypatch: pytest.MonkeyPatch, configured: bool
+) -> None:
+    """As the operators do: the module was imported long before, the setting is read now."""
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", str(configured))
+    assert make_sensor(deferrable=None).deferrable is configured
+    assert make_sensor(deferrable=not configured).deferrable is not configured
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), "often"])
+def test_max_poll_interval_is_checked_when_the_task_is_made(bad: Any) -> None:
+    with pytest.raises(PixazoValidationError, match="max_poll_interval"):
+        make_sensor(max_poll_interval=bad)
 
 
 # -- poke -----------------------------------------------------------------------------------------
@@ -173,7 +163,9 @@ def test_bad_request_id_fails_before_any_http(
 @pytest.mark.parametrize("remote", ["QUEUED", "PROCESSING"])
 def test_deferrable_defers_with_trigger(gateway: respx.MockRouter, context: dict[str, Any], remote: str) -> None:
     gateway.get(STATUS_URL).mock(return_value=status(remote))
-    sensor = make_sensor(deferrable=True, pixazo_conn_id="pixazo_other", poke_interval=15, timeout=900)
+    sensor = make_sensor(
+        deferrable=True, pixazo_conn_id="pixazo_other", poke_interval=15, timeout=900, max_poll_interval=300
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(
             "AIRFLOW_CONN_PIXAZO_OTHER", '{"conn_type": "pixazo", "host": "https://gateway.test", "password": "k"}'
@@ -189,6 +181,7 @@ def test_deferrable_defers_with_trigger(gateway: respx.MockRouter, context: dict
     assert kwargs["pixazo_conn_id"] == "pixazo_other"
     assert kwargs["poll_interval"] == 15.0
     assert kwargs["timeout"] == 900.0
+    assert kwargs["max_poll_interval"] == 300.0
     # Only the empty image list, so the links answer "none" while it waits.
     assert context["ti"].pushed == {MEDIA_URLS_XCOM_KEY: []}
 
