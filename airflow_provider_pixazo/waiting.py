@@ -25,7 +25,7 @@ def default_deferrable() -> bool:
     """Airflow's ``[operators] default_deferrable``, read now (when a task is made), not when this module loads."""
     from airflow.sdk.configuration import conf
 
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
 def positive_seconds(name: str, value: Any) -> float:

@@ -145,7 +145,8 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
         self._published = False
         self._request = self.build_request()
         self._fingerprint = _fingerprint(self._request)
-        return self.execute_resumable(context)
+        request_id: str = self.execute_resumable(context)  # what poll_until_complete / get_job_result return
+        return request_id
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger fired: publish the result, or fail with Pixazo's reason."""
