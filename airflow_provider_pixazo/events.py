@@ -3,7 +3,9 @@ The contract between the Pixazo trigger and the tasks that defer to it.
 
 A trigger yields exactly one event, ``{"outcome": ..., "request_id": ..., "result": ..., "message": ...}``.
 Tasks branch on ``outcome`` (a :class:`WaitOutcome`), never on the message text;
-:func:`result_from_event` turns an event into the final result or the matching typed error.
+:func:`result_from_event` turns an event into the final result or the matching typed error, and
+:func:`publish_result` is how every waiting task publishes a finished one. Not here: the polling
+(the trigger) and the error classes (``exceptions``).
 """
 
 from __future__ import annotations

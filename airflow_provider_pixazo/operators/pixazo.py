@@ -9,6 +9,9 @@ A submit costs money, so a retried try does not submit again while the request a
 for the same parameters is still queued, processing or completed: the request id is kept in Airflow's
 task state store (Airflow >= 3.3, through :class:`ResumableJobMixin`). On Airflow 3.2, which has no
 task state store, every try submits anew.
+
+Not here: the image options and model rules (``options``, ``models``), the wait itself when deferred
+(``triggers``), and reading a result someone else submitted (``sensors``).
 """
 
 from __future__ import annotations
