@@ -148,7 +148,12 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
         self._published = False
         self._request = self.build_request()
         self._fingerprint = _fingerprint(self._request)
-        request_id: str = self.execute_resumable(context)  # what poll_until_complete / get_job_result return
+        try:
+            request_id: str = self.execute_resumable(context)  # what poll_until_complete / get_job_result return
+        finally:
+            # The worker's part ends here (done, failed or deferred): free the connections now
+            # rather than leave sockets for the garbage collector.
+            self._close_hook()
         return request_id
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
@@ -212,6 +217,9 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
 
     def on_kill(self) -> None:
         """Close the hook's connections when Airflow kills the task (timeout, mark failed)."""
+        self._close_hook()
+
+    def _close_hook(self) -> None:
         if "hook" in self.__dict__:
             self.hook.close()
 

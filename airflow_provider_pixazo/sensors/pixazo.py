@@ -81,6 +81,19 @@ class PixazoRequestSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Wait for the request, in the worker or (``deferrable=True``) in the triggerer."""
+        try:
+            return self._wait(context)
+        finally:
+            # The worker's part ends here (done, failed or deferred): free the connections now.
+            if "hook" in self.__dict__:
+                self.hook.close()
+
+    def on_kill(self) -> None:
+        """Close the hook's connections when Airflow kills the task (timeout, mark failed)."""
+        if "hook" in self.__dict__:
+            self.hook.close()
+
+    def _wait(self, context: Context) -> Any:
         self.request_id = validate_request_id(self.request_id)
         # Until the images exist the links answer "none"; without this, Airflow's end-of-task link
         # resolution logs an XCom miss per link on every failed or skipped try.
