@@ -367,8 +367,9 @@ def error_from_exception(exc: httpx.TransportError) -> PixazoTransportError | Pi
     refused = _certificate_error(exc)
     if refused is not None:
         host = request.url.host if request is not None else None
+        reason = f"certificate verify failed: {refused.verify_message}" if refused.verify_message else str(refused)
         return PixazoTLSError(
-            f"The TLS certificate of {host or 'the server'} was not trusted ({refused.verify_message or refused}); "
+            f"The TLS certificate of {host or 'the server'} was not trusted ({reason}); "
             "nothing was sent. If it is signed by a private CA, set the connection extra 'verify' to that CA's "
             "bundle file (or SSL_CERT_FILE); verify=false turns checking off.",
             host=host,
