@@ -381,3 +381,25 @@ async def test_a_socks_proxy_is_refused_clearly(raw_server: RawServer, clean_pro
         with pytest.raises(httpx.UnsupportedProtocol, match="only http:// and https:// proxies"):
             await client.get("/ok")
     assert raw_server.requests == []
+
+
+async def test_prebuilt_requests_on_the_shared_transport_follow_proxy_and_tls(
+    https_emulator: PixazoEmulator, proxy: ForwardProxy, pixazo_tls_ca: ThrowawayCA, clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """The shared status poller sends straight to the transport, with no AsyncClient: same rules apply."""
+    from airflow_provider_pixazo.hooks import _clients
+    from airflow_provider_pixazo.hooks._settings import ConnectionSettings
+
+    clean_proxy_env.setenv("HTTPS_PROXY", proxy.url)
+    trusted = ConnectionSettings(https_emulator.url, "tls-key", verify=str(pixazo_tls_ca.bundle))
+    untrusted = ConnectionSettings(https_emulator.url, "tls-key")
+    request = httpx.Request("GET", f"{https_emulator.url}/v2/requests/status/nope")
+    try:
+        response = await _clients.shared_async_transport(trusted).handle_async_request(request)
+        assert response.status_code == 401
+        with pytest.raises(httpx.ConnectError) as info:
+            await _clients.shared_async_transport(untrusted).handle_async_request(request)
+        assert isinstance(error_from_exception(info.value), PixazoTLSError)
+    finally:
+        await _clients.aclose_shared_clients()
+    assert [r["method"] for r in proxy.records] == ["CONNECT", "CONNECT"]
