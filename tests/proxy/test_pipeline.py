@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,31 @@ def airflow_db() -> None:
         subprocess.run([AIRFLOW, *command], env=dict(os.environ), check=True, capture_output=True, timeout=300)
 
 
-def _run_pipeline(destination: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+@dataclass
+class PipelineRun:
+    """A finished run, and the emulator's calls made while ``dag.test()`` ran the trigger inline."""
+
+    dag_run: Any
+    trigger_calls: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _run_pipeline(destination: Path, monkeypatch: pytest.MonkeyPatch, emulator: PixazoEmulator) -> PipelineRun:
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.sdk.definitions import dag as dag_module
 
+    run = PipelineRun(dag_run=None)
+    real = dag_module._run_inline_trigger
+
+    def recording(trigger: Any, ti: Any) -> Any:
+        # Calls the gateway got while the trigger ran: its polls, on the triggers' own transport.
+        before = len(emulator.calls)
+        try:
+            return real(trigger, ti)
+        finally:
+            run.trigger_calls.extend((c.method, c.path) for c in emulator.calls[before:])
+
+    monkeypatch.setattr(dag_module, "_run_inline_trigger", recording)
     monkeypatch.setenv("AIRFLOW_VAR_PIXAZO_PROXY_DESTINATION", destination.as_uri())
     bag = DagBag(str(DAG_FILE))
     assert bag.import_errors == {}, bag.import_errors
@@ -47,7 +69,8 @@ def _run_pipeline(destination: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     assert dag is not None
     DagBundlesManager().sync_bundles_to_db()
     sync_bag_to_db(bag, "dags-folder", None)
-    return dag.test()
+    run.dag_run = dag.test()
+    return run
 
 
 def _states(dag_run: Any) -> dict[str, str]:
@@ -72,9 +95,9 @@ def test_over_http_every_call_goes_through_the_proxy(
     # PROCESSING for a while, so the trigger polls more than once before COMPLETED.
     emulator: PixazoEmulator = pixazo_emulator_factory(conn_id="pixazo_default", processing_seconds=0.6)
 
-    dag_run = _run_pipeline(tmp_path / "images", monkeypatch)
+    run = _run_pipeline(tmp_path / "images", monkeypatch, emulator)
 
-    assert str(dag_run.state) == "success", _states(dag_run)
+    assert str(run.dag_run.state) == "success", _states(run.dag_run)
     assert len(list((tmp_path / "images").rglob("*.png"))) == 2
     # Every request the gateway received came through the proxy, in absolute form, and vice versa.
     received = Counter((call.method, call.path) for call in emulator.calls)
@@ -86,9 +109,13 @@ def test_over_http_every_call_goes_through_the_proxy(
     assert forwarded == received
     kinds = _kinds(received)
     assert kinds["POST submit"] == 1
-    assert kinds["GET status"] >= 3  # trigger polls while PROCESSING, then the transfer's own read
+    assert kinds["GET status"] >= 2  # the trigger's polls, then the transfer's own read
     assert kinds["GET media"] == 2
     assert all(r["method"] != "CONNECT" for r in proxy_env.records())
+    # The trigger polled, and those polls are among what the proxy forwarded.
+    assert run.trigger_calls
+    assert {path for _, path in run.trigger_calls} <= {path for _, path in forwarded}
+    assert set(_kinds(Counter(run.trigger_calls))) == {"GET status"}
 
 
 def test_over_https_with_a_private_ca_every_connection_is_a_tunnel(
@@ -107,17 +134,18 @@ def test_over_https_with_a_private_ca_every_connection_is_a_tunnel(
     )
     assert emulator.url.startswith("https://")
 
-    dag_run = _run_pipeline(tmp_path / "images", monkeypatch)
+    run = _run_pipeline(tmp_path / "images", monkeypatch, emulator)
 
-    assert str(dag_run.state) == "success", _states(dag_run)
+    assert str(run.dag_run.state) == "success", _states(run.dag_run)
     assert len(list((tmp_path / "images").rglob("*.png"))) == 2
     kinds = _kinds(Counter((call.method, call.path) for call in emulator.calls))
     assert kinds["POST submit"] == 1
-    assert kinds["GET status"] >= 3
+    assert kinds["GET status"] >= 2
     assert kinds["GET media"] == 2
+    assert run.trigger_calls  # the trigger polled over https, through a tunnel like the rest
     # The proxy cannot read inside TLS: what proves the route is that every TCP connection the
     # gateway accepted was a CONNECT tunnel the proxy opened (sync client, trigger, media client).
     hostport = emulator.url.removeprefix("https://")
     tunnels = [r for r in proxy_env.records() if r["method"] == "CONNECT" and r["target"] == hostport]
-    assert len(tunnels) == emulator.connections_opened >= 3
+    assert len(tunnels) == emulator.connections_opened >= 3  # worker API client, trigger, media client
     assert emulator.tls_failures == 0
