@@ -49,7 +49,6 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 Origin = tuple[bytes, bytes, int]
-_UNRESOLVED = object()
 
 
 class _Connection:
@@ -159,10 +158,9 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
     def _route(self, url: httpx.URL, origin: Origin) -> ProxyRoute | None:
         # Resolved once per origin: the environment was read when the transport was made, and a
         # waiting trigger must not pay pattern matching on every poll.
-        route = self._routes.get(origin, _UNRESOLVED)
-        if route is _UNRESOLVED:
-            route = self._routes[origin] = self._proxies.route_for(url)
-        return route  # type: ignore[return-value]
+        if origin not in self._routes:
+            self._routes[origin] = self._proxies.route_for(url)
+        return self._routes[origin]
 
     def _origin_ssl(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -198,6 +196,8 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         scheme, host, port = origin
         proxy_context = None
         if route.url.scheme == "https":
+            # TLS to the proxy itself is checked against the default CAs (SSL_CERT_FILE / SSL_CERT_DIR
+            # honoured), not ``verify``, which is about the gateway; httpx has no setting for it either.
             if self._proxy_ssl is None:
                 self._proxy_ssl = httpx.create_ssl_context()
             proxy_context = self._proxy_ssl
@@ -226,7 +226,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         request: httpx.Request,
     ) -> None:
         """Ask the proxy for a ``CONNECT`` tunnel to ``host:port``, as httpcore does."""
-        target = b"%s:%d" % (host, port)
+        target = b"%s:%d" % (b"[%s]" % host if b":" in host else host, port)  # an IPv6 literal gets brackets
         conn = h11.Connection(h11.CLIENT)
         headers = [(b"Host", target), (b"Accept", b"*/*"), *auth]
         try:

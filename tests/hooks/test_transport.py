@@ -403,3 +403,40 @@ async def test_prebuilt_requests_on_the_shared_transport_follow_proxy_and_tls(
     finally:
         await _clients.aclose_shared_clients()
     assert [r["method"] for r in proxy.records] == ["CONNECT", "CONNECT"]
+
+
+async def test_an_https_proxy_carries_a_tls_tunnel_inside_tls(
+    https_emulator: PixazoEmulator, pixazo_tls_ca: ThrowawayCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The proxy's own certificate is checked against the default CAs: SSL_CERT_FILE names ours here.
+    monkeypatch.setenv("SSL_CERT_FILE", str(pixazo_tls_ca.bundle))
+    tls_proxy = await ForwardProxy().start(ssl_context=pixazo_tls_ca.server_context())
+    try:
+        transport = KeepAliveTransport(proxy=tls_proxy.url)
+        async with httpx.AsyncClient(base_url=https_emulator.url, transport=transport) as client:
+            assert (await client.get("/v2/requests/status/nope")).status_code == 401
+            assert (await client.get("/v2/requests/status/nope")).status_code == 401
+    finally:
+        await tls_proxy.stop()
+    assert tls_proxy.url.startswith("https://")
+    assert [r["method"] for r in tls_proxy.records] == ["CONNECT"]
+    assert len(https_emulator.calls) == 2
+
+
+async def test_an_ipv6_origin_gets_a_bracketed_connect_target() -> None:
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append((await reader.readuntil(b"\r\n\r\n")).split(b"\r\n", 1)[0])
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        transport = KeepAliveTransport(proxy=f"http://127.0.0.1:{port}")
+        async with httpx.AsyncClient(transport=transport) as client:
+            with pytest.raises(httpx.ProxyError, match="403"):
+                await client.get("https://[::1]:8443/x")
+    assert seen == [b"CONNECT [::1]:8443 HTTP/1.1"]

@@ -22,6 +22,7 @@ import asyncio
 import base64
 import json
 import signal
+import ssl
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -44,19 +45,23 @@ class ForwardProxy:
         self._on_record = on_record
         self.records: list[dict[str, Any]] = []
         self.port = 0
+        self._scheme = "http"
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> ForwardProxy:
-        """Listen on ``host:port`` (0: a free port, then see :attr:`port`)."""
-        self._server = await asyncio.start_server(self._client, host, port)
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> ForwardProxy:
+        """Listen on ``host:port`` (0: a free port, then see :attr:`port`); with ``ssl_context``, over TLS."""
+        self._server = await asyncio.start_server(self._client, host, port, ssl=ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._scheme = "https" if ssl_context is not None else "http"
         return self
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.port}"
+        """``http://127.0.0.1:<port>`` (``https://`` when started with TLS)."""
+        return f"{self._scheme}://127.0.0.1:{self.port}"
 
     async def stop(self) -> None:
         """Stop listening and close the server."""
