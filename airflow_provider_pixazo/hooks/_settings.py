@@ -6,13 +6,13 @@ Parsing and checking only; no HTTP is sent from here (clients are made in :mod:`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 import re
 import ssl
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import httpx
@@ -85,7 +85,7 @@ class ConnectionSettings:
         """The explicit proxy with its password masked: the only form of it fit for a log."""
         return None if self.proxy is None else redact_proxy_url(self.proxy)
 
-    @cached_property
+    @functools.cached_property
     def cache_key(self) -> tuple[str, str, float, bool | str, str | None]:
         """
         Identifies a pooled client without holding the key (or a proxy password) in the pool's keys.
@@ -165,15 +165,27 @@ def parse_verify(raw: Any) -> bool | str:
     path = os.path.expanduser(word)
     if os.path.isdir(path):
         return path
-    if not os.path.isfile(path):
-        raise PixazoValidationError("verify", raw, f"{_VERIFY_ALLOWED}; no such file or directory")
+    try:
+        stat = os.stat(path)
+    except OSError:
+        raise PixazoValidationError("verify", raw, f"{_VERIFY_ALLOWED}; no such file or directory") from None
+    problem = _ca_bundle_problem(path, stat.st_mtime_ns, stat.st_size)
+    if problem is not None:
+        raise PixazoValidationError(
+            "verify", raw, f"{_VERIFY_ALLOWED}; the file could not be loaded as CA certificates ({problem})"
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=32)
+def _ca_bundle_problem(path: str, mtime_ns: int, size: int) -> str | None:
+    # Every trigger reads its connection once: with thousands waiting on one connection, the bundle
+    # is loaded once per version of the file (path, mtime, size), not once per trigger.
     try:
         ssl.create_default_context(cafile=path)
     except (ssl.SSLError, OSError, ValueError) as err:
-        raise PixazoValidationError(
-            "verify", raw, f"{_VERIFY_ALLOWED}; the file could not be loaded as CA certificates ({err})"
-        ) from None
-    return path
+        return str(err)
+    return None
 
 
 def parse_proxy(raw: Any) -> str | None:

@@ -245,3 +245,19 @@ def test_sync_clients_get_proxy_and_a_tls_context(ca_bundle: str) -> None:
     assert network_kwargs(ConnectionSettings("https://gw", API_KEY))["proxy"] is None
     insecure = network_kwargs(ConnectionSettings("https://gw", API_KEY, verify=False))
     assert insecure["verify"].verify_mode == ssl.CERT_NONE
+
+
+def test_a_ca_bundle_is_loaded_once_per_version_of_the_file(ca_bundle: str, mocker: Any) -> None:
+    import os
+
+    from airflow_provider_pixazo.hooks import _settings
+
+    _settings._ca_bundle_problem.cache_clear()
+    load = mocker.spy(_settings.ssl, "create_default_context")
+    for _ in range(50):  # fifty triggers reading one connection
+        settings_from_connection(_conn(extra={"verify": ca_bundle}))
+    assert load.call_count == 1
+    stat = os.stat(ca_bundle)
+    os.utime(ca_bundle, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # the file was replaced
+    settings_from_connection(_conn(extra={"verify": ca_bundle}))
+    assert load.call_count == 2
