@@ -80,11 +80,6 @@ class ConnectionSettings:
         """The timeout as httpx wants it; never None, so no call can hang forever."""
         return httpx.Timeout(self.timeout, connect=min(10.0, self.timeout))
 
-    @property
-    def proxy_for_display(self) -> str | None:
-        """The explicit proxy with its password masked: the only form of it fit for a log."""
-        return None if self.proxy is None else redact_proxy_url(self.proxy)
-
     @functools.cached_property
     def cache_key(self) -> tuple[str, str, float, bool | str, str | None]:
         """

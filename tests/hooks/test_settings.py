@@ -15,7 +15,12 @@ from airflow_provider_pixazo.exceptions import (
 )
 from airflow_provider_pixazo.hooks._auth import API_KEY_HEADER
 from airflow_provider_pixazo.hooks._clients import client_kwargs, network_kwargs
-from airflow_provider_pixazo.hooks._settings import DEFAULT_BASE_URL, ConnectionSettings, settings_from_connection
+from airflow_provider_pixazo.hooks._settings import (
+    DEFAULT_BASE_URL,
+    ConnectionSettings,
+    redact_proxy_url,
+    settings_from_connection,
+)
 from tests.conftest import API_KEY
 
 
@@ -221,7 +226,7 @@ def test_proxy_credentials_stay_out_of_repr_and_cache_key() -> None:
     settings = settings_from_connection(_conn(host="gw.example.com", extra={"proxy": "http://bob:hunter2@p:1"}))
     assert "hunter2" not in repr(settings)
     assert "hunter2" not in str(settings.cache_key)
-    assert settings.proxy_for_display == "http://bob:***@p:1"
+    assert redact_proxy_url(settings.proxy or "") == "http://bob:***@p:1"
 
 
 def test_network_settings_are_part_of_the_cache_key(ca_bundle: str) -> None:
