@@ -575,7 +575,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault draws")
     parser.add_argument("--webhook-allow-http", action="store_true", help="accept http:// webhook targets")
     parser.add_argument("--url-file", default=None, help="also write the URL to this file")
+    parser.add_argument("--tls-cert", default=None, help="serve https with this PEM certificate (chain)")
+    parser.add_argument("--tls-key", default=None, help="private key of --tls-cert (if not in the same file)")
     return parser
+
+
+def server_ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
+    """A server-side TLS context for the emulator's ``ssl_context`` from PEM files.
+
+    :param certfile: The certificate (and chain), PEM; may also hold the key.
+    :param keyfile: The private key, PEM, when not in ``certfile``.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 def _write_atomically(path: str, text: str) -> None:
@@ -592,7 +605,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     :param argv: Arguments (default ``sys.argv[1:]``).
     :return: Exit status.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.tls_key and not args.tls_cert:
+        parser.error("--tls-key needs --tls-cert")
     faults = FaultConfig(
         rate_429=args.rate_429,
         rate_500=args.rate_500,
@@ -609,6 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         balance=args.balance,
         faults=faults,
         webhook_allow_http=args.webhook_allow_http,
+        ssl_context=server_ssl_context(args.tls_cert, args.tls_key) if args.tls_cert else None,
     )
     stopping = threading.Event()
 
