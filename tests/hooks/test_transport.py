@@ -312,8 +312,13 @@ async def test_a_refused_connect_is_a_proxy_error(
 ) -> None:
     transport = KeepAliveTransport(proxy=locked_proxy.url, verify=str(pixazo_tls_ca.bundle))
     async with httpx.AsyncClient(base_url=https_emulator.url, transport=transport) as client:
-        with pytest.raises(httpx.ProxyError, match="407"):
+        with pytest.raises(httpx.ProxyError, match="407") as ours:
             await client.get("/v2/requests/status/nope")
+    trusted = ssl.create_default_context(cafile=str(pixazo_tls_ca.bundle))
+    async with httpx.AsyncClient(base_url=https_emulator.url, proxy=locked_proxy.url, verify=trusted) as reference:
+        with pytest.raises(httpx.ProxyError) as theirs:
+            await reference.get("/v2/requests/status/nope")
+    assert str(ours.value) == str(theirs.value) == "407 Proxy Authentication Required"
     assert https_emulator.calls == []
 
 
