@@ -15,6 +15,7 @@ instead of spending its retries (and, for submits, the user's money)::
     │   ├── PixazoRateLimitError         429, carries ``retry_after``            [transient]
     │   └── PixazoServerError            5xx                                     [transient]
     ├── PixazoTransportError         the network failed (connect, read, protocol) [transient]
+    ├── PixazoTLSError               the server's certificate was not trusted     [terminal]
     ├── PixazoSubmitUncertainError   a submit may have reached Pixazo; not retried [terminal]
     ├── PixazoRequestFailedError     the request ended FAILED (Pixazo's reason)   [terminal]
     ├── PixazoRequestErroredError    the request ended ERROR (system error, not charged) [terminal]
@@ -33,6 +34,7 @@ is resent only when it proves Pixazo did not take the request (``may_have_been_a
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -55,6 +57,7 @@ __all__ = [
     "PixazoRequestNotCompletedError",
     "PixazoServerError",
     "PixazoSubmitUncertainError",
+    "PixazoTLSError",
     "PixazoTimeoutError",
     "PixazoTransportError",
     "PixazoValidationError",
@@ -170,6 +173,24 @@ class PixazoTransportError(PixazoError):
     def may_have_been_accepted(self) -> bool:  # type: ignore[override]
         """A request that left this machine may have been accepted before the link failed."""
         return self.request_sent
+
+
+class PixazoTLSError(PixazoError, AirflowFailException):
+    """
+    The TLS certificate of the gateway (or a media host) was not trusted, so nothing was sent.
+
+    Not retried: the same certificate fails the same way until the connection's ``verify`` extra
+    (or ``SSL_CERT_FILE``) names the CA that signed it.
+
+    :param host: the host whose certificate was refused.
+    """
+
+    #: The connection extra that fixes it.
+    parameter = "verify"
+
+    def __init__(self, message: str, *, host: str | None = None) -> None:
+        self.host = host
+        super().__init__(message)
 
 
 class PixazoSubmitUncertainError(PixazoError, AirflowFailException):
@@ -305,7 +326,14 @@ class PixazoDownloadError(PixazoError):
 # (Package-internal helpers, used by retry.py and the hook; not in __all__, which lists only errors.)
 
 # Exceptions httpx raises before a single byte of the request went out: safe to resend a submit.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+# (ProxyError: the proxy refused the CONNECT tunnel, so the request never reached Pixazo.)
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+)
 
 
 def error_from_response(response: httpx.Response, *, request_id: str | None = None) -> PixazoAPIError:
@@ -342,10 +370,20 @@ def error_from_response(response: httpx.Response, *, request_id: str | None = No
     return PixazoAPIError(f"Pixazo answered {status} on {where}: {detail}", **kwargs)
 
 
-def error_from_exception(exc: httpx.TransportError) -> PixazoTransportError:
+def error_from_exception(exc: httpx.TransportError) -> PixazoTransportError | PixazoTLSError:
     """Map an httpx network error, remembering whether the request could have reached Pixazo."""
     request = exc.request if _has_request(exc) else None
     where = f" on {request.method} {request.url.path}" if request is not None else ""
+    refused = _certificate_error(exc)
+    if refused is not None:
+        host = request.url.host if request is not None else None
+        reason = f"certificate verify failed: {refused.verify_message}" if refused.verify_message else str(refused)
+        return PixazoTLSError(
+            f"The TLS certificate of {host or 'the server'} was not trusted ({reason}); "
+            "nothing was sent. If it is signed by a private CA, set the connection extra 'verify' to that CA's "
+            "bundle file (or SSL_CERT_FILE); verify=false turns checking off.",
+            host=host,
+        )
     return PixazoTransportError(
         f"Network error talking to Pixazo{where}: {type(exc).__name__}: {exc or 'no detail'}",
         request_sent=not isinstance(exc, _NOT_SENT),
@@ -385,6 +423,18 @@ def _describe(body: Any) -> str:
         if parts:
             return ": ".join(dict.fromkeys(parts))
     return str(body) if body else "no details"
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    # httpx (through httpcore) and the triggers' transport both chain the ssl error as a cause.
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _has_request(exc: httpx.TransportError) -> bool:

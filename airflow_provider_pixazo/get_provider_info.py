@@ -16,6 +16,24 @@ CONNECTION_TYPE: dict[str, Any] = {
             "schema": {"type": ["number", "null"], "default": 30, "minimum": 1},
             "description": "Seconds to wait for each answer from Pixazo before the call counts as failed.",
         },
+        "verify": {
+            "label": "TLS verification",
+            "schema": {"type": ["string", "null"]},
+            "description": (
+                "Empty or true: check certificates against the system CAs (or SSL_CERT_FILE / SSL_CERT_DIR); "
+                "false: do not check; or the path of a CA bundle file or certificate directory on the "
+                "workers and triggerer, for a gateway or proxy signed by a private CA."
+            ),
+        },
+        "proxy": {
+            "label": "Proxy URL",
+            "schema": {"type": ["string", "null"]},
+            "description": (
+                "http(s):// URL of a proxy for every call (submits, status polls, downloads), e.g. "
+                "http://proxy.corp:3128 or http://user:password@proxy.corp:3128. Empty: HTTP_PROXY, "
+                "HTTPS_PROXY, ALL_PROXY and NO_PROXY from the environment apply, as in httpx."
+            ),
+        },
     },
     "ui-field-behaviour": {
         # Port stays: optional, but a connection without one trips the Test button of Airflow 3.3.2's UI.

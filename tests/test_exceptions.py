@@ -20,6 +20,7 @@ from airflow_provider_pixazo.exceptions import (
     PixazoServerError,
     PixazoSubmitUncertainError,
     PixazoTimeoutError,
+    PixazoTLSError,
     PixazoTransportError,
     PixazoValidationError,
     PixazoWaitAbortedError,
@@ -37,6 +38,7 @@ TERMINAL = [
     PixazoRequestFailedError,
     PixazoRequestErroredError,
     PixazoTimeoutError,
+    PixazoTLSError,
 ]
 TRANSIENT = [
     PixazoRateLimitError,

@@ -54,3 +54,26 @@ def test_connection_form_declares_the_key_host_and_timeout() -> None:
     assert {"schema", "login"} <= set(behaviour["hidden-fields"])
     assert "port" not in behaviour["hidden-fields"]  # the Test button of Airflow 3.3.2 needs one
     assert conn["conn-fields"]["timeout"]["schema"]["default"] == 30
+
+
+def test_connection_form_declares_verify_and_proxy_as_the_hook_reads_them() -> None:
+    from airflow.sdk import Connection
+
+    from airflow_provider_pixazo.hooks._settings import settings_from_connection
+
+    (conn,) = INFO["connection-types"]
+    fields = conn["conn-fields"]
+    for name in ("verify", "proxy"):
+        assert fields[name]["schema"]["type"] == ["string", "null"]
+    assert "CA bundle" in fields["verify"]["description"]
+    assert "NO_PROXY" in fields["proxy"]["description"]
+    # What the form stores when left empty, or filled in as documented, is what the hook accepts.
+    for extra, verify, proxy in [
+        ({"verify": None, "proxy": None}, True, None),
+        ({"verify": "", "proxy": ""}, True, None),
+        ({"verify": "false", "proxy": "http://proxy.corp:3128"}, False, "http://proxy.corp:3128"),
+    ]:
+        settings = settings_from_connection(
+            Connection(conn_id="form", conn_type="pixazo", password="k", extra=json.dumps(extra))
+        )
+        assert (settings.verify, settings.proxy) == (verify, proxy)

@@ -3,7 +3,9 @@ The hook's httpx clients: how they are configured, and one shared async client p
 
 The sync API client is made per hook (:class:`~airflow_provider_pixazo.hooks.pixazo.PixazoHook`);
 the async one is shared by every trigger waiting in a triggerer loop, on the keep-alive transport
-of :mod:`._transport`.
+of :mod:`._transport`. All of them, and the hook's media client, take proxies and TLS from the same
+settings: :func:`network_kwargs` for the plain httpx clients, the transport's own arguments for the
+async one (httpx would ignore a ``proxy=`` given next to a custom transport).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import httpx
 
 from airflow_provider_pixazo.hooks._auth import PixazoAuth
 from airflow_provider_pixazo.hooks._settings import ConnectionSettings
+from airflow_provider_pixazo.hooks._tls import ssl_context
 from airflow_provider_pixazo.hooks._transport import KeepAliveTransport
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "USER_AGENT",
     "aclose_shared_clients",
     "client_kwargs",
+    "network_kwargs",
     "shared_async_client",
     "shared_async_transport",
 ]
@@ -51,11 +55,24 @@ def client_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
     }
 
 
+def network_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
+    """
+    Proxy and TLS arguments of a plain ``httpx.Client`` (the sync API client and the media client).
+
+    ``proxy=None`` leaves httpx to read ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``;
+    ``verify`` is always a context, since httpx 0.28 deprecates a path there.
+    """
+    return {"proxy": settings.proxy, "verify": ssl_context(settings.verify)}
+
+
 # One pooled AsyncClient per event loop and connection: every trigger waiting in a triggerer's loop
 # shares it, so a poll costs one request on a warm connection, not a TLS handshake. The loop is a
-# weak key, so a finished loop (a test's, say) takes its clients with it.
+# weak key, so a finished loop (a test's, say) takes its clients with it. The key holds proxy and
+# verify too, so two connections with different network settings never share a transport; the
+# environment's proxies are read once, when the loop's transport is made (as httpx reads them once
+# per client).
 _ASYNC_CLIENTS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, str, float], tuple[httpx.AsyncClient, KeepAliveTransport]]
+    asyncio.AbstractEventLoop, dict[tuple[Any, ...], tuple[httpx.AsyncClient, KeepAliveTransport]]
 ]
 _ASYNC_CLIENTS = weakref.WeakKeyDictionary()
 
@@ -74,7 +91,12 @@ def _shared(settings: ConnectionSettings) -> tuple[httpx.AsyncClient, KeepAliveT
     clients = _ASYNC_CLIENTS.setdefault(asyncio.get_running_loop(), {})
     pair = clients.get(settings.cache_key)
     if pair is None or pair[0].is_closed:
-        transport = KeepAliveTransport(max_connections=ASYNC_MAX_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY)
+        transport = KeepAliveTransport(
+            max_connections=ASYNC_MAX_CONNECTIONS,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+            verify=settings.verify,
+            proxy=settings.proxy,
+        )
         client = httpx.AsyncClient(**client_kwargs(settings), transport=transport)
         pair = clients[settings.cache_key] = (client, transport)
     return pair

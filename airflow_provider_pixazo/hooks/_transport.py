@@ -12,6 +12,22 @@ bodies, ``Connection: close`` and keep-alive cycles are handled by it, and httpx
 
 Bodies are read whole: status answers are a few hundred bytes. Media downloads never use this
 transport (they stream through a plain sync client).
+
+It keeps what httpx would give a client made without it (httpx ignores environment proxies as soon
+as a transport is passed in, so it has to be done here, below any client):
+
+* proxies, chosen per origin by :class:`~airflow_provider_pixazo.hooks._proxy.ProxyResolver` with
+  httpx's rules (explicit ``proxy``, else ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY`` /
+  ``NO_PROXY``), once per origin, not per request: an ``http://`` origin is sent to the proxy in
+  absolute form, an ``https://`` one through a ``CONNECT`` tunnel and TLS with the origin inside it,
+  ``Proxy-Authorization`` taken from the proxy URL's userinfo;
+* TLS verification from ``verify`` (:func:`~airflow_provider_pixazo.hooks._tls.ssl_context`);
+* httpx's errors: a refused connect (to the origin or the proxy) is ``httpx.ConnectError``, a
+  ``CONNECT`` the proxy refuses is ``httpx.ProxyError``, an untrusted certificate a ``ConnectError``
+  caused by :class:`ssl.SSLCertVerificationError`.
+
+Everything routing costs is paid when a connection is opened; a request on a kept-alive connection
+costs the same with or without a proxy.
 """
 
 from __future__ import annotations
@@ -23,20 +39,37 @@ import time
 import h11
 import httpx
 
+from airflow_provider_pixazo.hooks._proxy import ProxyResolver, ProxyRoute
+from airflow_provider_pixazo.hooks._tls import ssl_context
+
 __all__ = ["KeepAliveTransport"]
 
 _READ_SIZE = 64 * 1024
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class _Connection:
-    __slots__ = ("h11", "idle_since", "reader", "writer")
+Origin = tuple[bytes, bytes, int]
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+
+class _Connection:
+    __slots__ = ("absolute_form", "extra_headers", "h11", "idle_since", "reader", "writer")
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        absolute_form: bool = False,
+        extra_headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
+        #: Requests go out as ``GET http://host/path`` (plain http through a forwarding proxy).
+        self.absolute_form = absolute_form
+        #: Headers every request on this connection carries (``Proxy-Authorization`` to a forwarding proxy).
+        self.extra_headers = extra_headers
 
     def close(self) -> None:
         self.writer.close()
@@ -48,13 +81,29 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
 
     :param max_connections: requests in flight at once (and so connections open at once).
     :param keepalive_expiry: seconds an idle connection is kept.
+    :param verify: TLS verification, as httpx's ``verify``: True, False or a CA bundle path.
+    :param proxy: an explicit proxy URL for every request (httpx's ``proxy``); None to follow the
+        environment.
+    :param trust_env: read ``*_PROXY`` variables when no explicit proxy is given (httpx's default).
     """
 
-    def __init__(self, *, max_connections: int = 16, keepalive_expiry: float = 120.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 16,
+        keepalive_expiry: float = 120.0,
+        verify: bool | str = True,
+        proxy: str | None = None,
+        trust_env: bool = True,
+    ) -> None:
         self._slots = asyncio.Semaphore(max_connections)
-        self._idle: dict[tuple[bytes, bytes, int], list[_Connection]] = {}
+        self._idle: dict[Origin, list[_Connection]] = {}
         self._keepalive_expiry = keepalive_expiry
+        self._verify = verify
         self._ssl: ssl.SSLContext | None = None
+        self._proxy_ssl: ssl.SSLContext | None = None
+        self._proxies = ProxyResolver(proxy, trust_env=trust_env)
+        self._routes: dict[Origin, ProxyRoute | None] = {}
         #: TCP connections opened so far (read by the benchmarks and tests).
         self.connections_opened = 0
 
@@ -96,7 +145,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                 conn.close()
         self._idle.clear()
 
-    def _checkout(self, origin: tuple[bytes, bytes, int]) -> _Connection | None:
+    def _checkout(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
         now = time.monotonic()
         while idle:
@@ -106,41 +155,117 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             conn.close()
         return None
 
-    async def _connect(
-        self, request: httpx.Request, origin: tuple[bytes, bytes, int], timeouts: dict[str, float | None]
-    ) -> _Connection:
+    def _route(self, url: httpx.URL, origin: Origin) -> ProxyRoute | None:
+        # Resolved once per origin: the environment was read when the transport was made, and a
+        # waiting trigger must not pay pattern matching on every poll.
+        if origin not in self._routes:
+            self._routes[origin] = self._proxies.route_for(url)
+        return self._routes[origin]
+
+    def _origin_ssl(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl_context(self._verify)
+        return self._ssl
+
+    async def _connect(self, request: httpx.Request, origin: Origin, timeouts: dict[str, float | None]) -> _Connection:
         scheme, host, port = origin
-        context = None
-        if scheme == b"https":
-            if self._ssl is None:
-                self._ssl = httpx.create_ssl_context()
-            context = self._ssl
+        route = self._route(request.url, origin)
         try:
             async with asyncio.timeout(timeouts.get("connect")):
-                reader, writer = await asyncio.open_connection(
-                    host.decode("ascii"), port, ssl=context, limit=_READ_SIZE
-                )
+                if route is None:
+                    context = self._origin_ssl() if scheme == b"https" else None
+                    reader, writer = await self._open(host.decode("ascii"), port, context, request)
+                    conn = _Connection(reader, writer)
+                else:
+                    conn = await self._connect_via(route, request, origin)
         except TimeoutError as err:
-            raise httpx.ConnectTimeout(f"Timed out connecting to {request.url.host}", request=request) from err
-        except OSError as err:
-            raise httpx.ConnectError(str(err) or type(err).__name__, request=request) from err
+            where = request.url.host if route is None else f"{request.url.host} through proxy {route.url}"
+            raise httpx.ConnectTimeout(f"Timed out connecting to {where}", request=request) from err
         self.connections_opened += 1
+        return conn
+
+    async def _open(
+        self, host: str, port: int, context: ssl.SSLContext | None, request: httpx.Request
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            return await asyncio.open_connection(host, port, ssl=context, limit=_READ_SIZE)
+        except OSError as err:  # refused, unreachable, and ssl errors (SSLCertVerificationError is one)
+            raise httpx.ConnectError(str(err) or type(err).__name__, request=request) from err
+
+    async def _connect_via(self, route: ProxyRoute, request: httpx.Request, origin: Origin) -> _Connection:
+        scheme, host, port = origin
+        proxy_context = None
+        if route.url.scheme == "https":
+            # TLS to the proxy itself is checked against the default CAs (SSL_CERT_FILE / SSL_CERT_DIR
+            # honoured), not ``verify``, which is about the gateway; httpx has no setting for it either.
+            if self._proxy_ssl is None:
+                self._proxy_ssl = httpx.create_ssl_context()
+            proxy_context = self._proxy_ssl
+        reader, writer = await self._open(*route.address, proxy_context, request)
+        auth = ((b"Proxy-Authorization", route.authorization),) if route.authorization else ()
+        if scheme == b"http":
+            return _Connection(reader, writer, absolute_form=True, extra_headers=auth)
+        try:
+            await self._tunnel(reader, writer, host, port, auth, request)
+            try:
+                await writer.start_tls(self._origin_ssl(), server_hostname=host.decode("ascii"))
+            except OSError as err:
+                raise httpx.ConnectError(str(err) or type(err).__name__, request=request) from err
+        except BaseException:
+            writer.close()
+            raise
         return _Connection(reader, writer)
+
+    @staticmethod
+    async def _tunnel(
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        host: bytes,
+        port: int,
+        auth: tuple[tuple[bytes, bytes], ...],
+        request: httpx.Request,
+    ) -> None:
+        """Ask the proxy for a ``CONNECT`` tunnel to ``host:port``, as httpcore does."""
+        target = b"%s:%d" % (b"[%s]" % host if b":" in host else host, port)  # an IPv6 literal gets brackets
+        conn = h11.Connection(h11.CLIENT)
+        headers = [(b"Host", target), (b"Accept", b"*/*"), *auth]
+        try:
+            writer.write(conn.send(h11.Request(method=b"CONNECT", target=target, headers=headers)))
+            await writer.drain()
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await reader.read(_READ_SIZE))
+                elif isinstance(event, h11.Response):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise httpx.ProxyError("Proxy closed the connection before answering CONNECT", request=request)
+        except h11.ProtocolError as err:
+            raise httpx.ProxyError(f"Proxy answered CONNECT with bad HTTP: {err}", request=request) from err
+        except (ConnectionError, OSError) as err:
+            raise httpx.ProxyError(str(err) or type(err).__name__, request=request) from err
+        if not 200 <= event.status_code < 300:
+            raise httpx.ProxyError(f"{event.status_code} {event.reason.decode('latin-1')}", request=request)
 
     async def _exchange(
         self,
         conn: _Connection,
         request: httpx.Request,
         body: bytes,
-        origin: tuple[bytes, bytes, int],
+        origin: Origin,
         timeouts: dict[str, float | None],
     ) -> httpx.Response:
+        url = request.url
         headers = list(request.headers.raw)
         if body and "content-length" not in request.headers:
             headers.append((b"Content-Length", str(len(body)).encode()))
+        target = url.raw_path
+        if conn.absolute_form:
+            target = b"%s://%s%s" % (url.raw_scheme, url.netloc, target)
+            headers.extend(conn.extra_headers)
         received_any = False
         try:
-            out = conn.h11.send(h11.Request(method=request.method, target=request.url.raw_path, headers=headers))
+            out = conn.h11.send(h11.Request(method=request.method, target=target, headers=headers))
             if body:
                 out += conn.h11.send(h11.Data(data=body))
             out += conn.h11.send(h11.EndOfMessage())
@@ -192,7 +317,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": bytes(response.reason)},
         )
 
-    def _release(self, conn: _Connection, origin: tuple[bytes, bytes, int]) -> None:
+    def _release(self, conn: _Connection, origin: Origin) -> None:
         if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
             conn.h11.start_next_cycle()
             conn.idle_since = time.monotonic()

@@ -34,8 +34,11 @@ class PixazoHook(BaseHook):
 
     The connection (type ``pixazo``) holds the API key in its password and, optionally, the gateway
     in its host: a bare host name or a full URL such as ``http://127.0.0.1:8080`` for the local
-    emulator (default ``https://gateway.pixazo.ai``). The extra ``{"timeout": 30}`` sets the read
-    timeout in seconds.
+    emulator (default ``https://gateway.pixazo.ai``). Extras: ``timeout`` (read timeout in seconds,
+    default 30), ``verify`` (true, false, or a CA bundle path) and ``proxy`` (a proxy URL that wins
+    over ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``, which apply otherwise, as in
+    httpx). Proxy and TLS settings apply to every call: submits, status polls in the triggerer and
+    media downloads.
 
     The key is sent only to the connection's own origin, as the ``Ocp-Apim-Subscription-Key``
     header; status URLs are always built from the connection, never taken from a response; media
@@ -87,7 +90,10 @@ class PixazoHook(BaseHook):
 
     @cached_property
     def _client(self) -> httpx.Client:
-        return httpx.Client(**_clients.client_kwargs(self.settings), limits=_clients.POOL_LIMITS)
+        settings = self.settings
+        return httpx.Client(
+            **_clients.client_kwargs(settings), **_clients.network_kwargs(settings), limits=_clients.POOL_LIMITS
+        )
 
     def close(self) -> None:
         """Close the sync clients (API and media) and their connections."""
@@ -215,7 +221,9 @@ class PixazoHook(BaseHook):
     def _media_client(self) -> httpx.Client:
         # A separate client with no auth at all, so a CDN redirect can never be handed the key; every
         # hop is checked like the first URL. One per hook, shared by the transfer's download threads
-        # (hence the lock): a new client per image cost ~40 ms of TLS set-up each.
+        # (hence the lock): a new client per image cost ~40 ms of TLS set-up each. Same proxy and TLS
+        # settings as the API client: a company proxy or CA applies to the CDN as much as to the API.
+        settings = self.settings
         with self._media_lock:
             if self._media is None:
 
@@ -226,6 +234,7 @@ class PixazoHook(BaseHook):
                     follow_redirects=True,
                     headers={"User-Agent": _clients.USER_AGENT},
                     event_hooks={"request": [check_hop]},
+                    **_clients.network_kwargs(settings),
                 )
             return self._media
 

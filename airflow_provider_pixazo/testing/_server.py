@@ -2,7 +2,9 @@
 
 The server knows nothing about Pixazo: it turns each request into an :class:`HttpRequest`, asks
 the application for an :class:`HttpResponse` and writes it (always with ``Content-Length``, so
-connections can be kept alive), or drops the connection when told to.
+connections can be kept alive), or drops the connection when told to. Given an
+``ssl.SSLContext`` it serves https instead; the TLS handshake runs in the connection's own thread,
+so a client that refuses the certificate never stalls the accept loop.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import json
 import socket
 import socketserver
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,8 +74,20 @@ class _Handler(BaseHTTPRequestHandler):
     server: EmulatorHTTPServer
 
     def setup(self) -> None:
+        self._tls_failed = False
+        if isinstance(self.request, ssl.SSLSocket):
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError):
+                # The client refused our certificate (or spoke plain http): nothing to serve.
+                self._tls_failed = True
+                self.server.tls_handshake_failed()
         super().setup()
         self.server.connection_opened(self.connection)
+
+    def handle(self) -> None:
+        if not self._tls_failed:
+            super().handle()
 
     def finish(self) -> None:
         try:
@@ -135,16 +150,34 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
     :param address: ``(host, port)``; port 0 picks a free one.
     :param application: Turns each request into a response.
+    :param ssl_context: a server-side context to serve https with; None for plain http.
     """
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], application: Application) -> None:
+    def __init__(
+        self, address: tuple[str, int], application: Application, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.application = application
+        self.ssl_context = ssl_context
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         self.connections_opened = 0
+        #: TLS handshakes that failed (a client that did not trust the certificate, say).
+        self.tls_failures = 0
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        if self.ssl_context is not None:
+            # Handshake later, in the connection's thread (see _Handler.setup).
+            connection = self.ssl_context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
+
+    def tls_handshake_failed(self) -> None:
+        """Count a failed TLS handshake."""
+        with self._connections_lock:
+            self.tls_failures += 1
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, which can stall for seconds on

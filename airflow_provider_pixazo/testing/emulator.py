@@ -24,6 +24,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -169,6 +170,8 @@ class PixazoEmulator:
     :param faults: Faults to inject; none by default.
     :param webhook_allow_http: Accept ``http://`` webhook targets (local tests only; the real
         gateway wants https).
+    :param ssl_context: A server-side ``ssl.SSLContext`` (certificate loaded) to serve https with,
+        e.g. from a throwaway CA made by ``trustme``; :attr:`url` and media URLs are then https.
     """
 
     def __init__(
@@ -182,8 +185,10 @@ class PixazoEmulator:
         forbidden_keys: Iterable[str] = (),
         faults: FaultConfig | None = None,
         webhook_allow_http: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.queued_seconds = queued_seconds
+        self._ssl_context = ssl_context
         self.processing_seconds = processing_seconds
         self.webhook_allow_http = webhook_allow_http
         self._api_key = api_key
@@ -216,8 +221,9 @@ class PixazoEmulator:
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         require_pillow()
-        server = EmulatorHTTPServer((self._host, self._port), self._handle)
-        self._url = f"http://{self._host}:{server.server_address[1]}"
+        server = EmulatorHTTPServer((self._host, self._port), self._handle, self._ssl_context)
+        scheme = "https" if self._ssl_context is not None else "http"
+        self._url = f"{scheme}://{self._host}:{server.server_address[1]}"
         self._dispatcher = WebhookDispatcher()
         self._server = self._last_server = server
         self._thread = threading.Thread(
@@ -308,6 +314,11 @@ class PixazoEmulator:
     def connections_opened(self) -> int:
         """TCP connections accepted since start: 1 for a client that reuses its connection."""
         return self._last_server.connections_opened if self._last_server is not None else 0
+
+    @property
+    def tls_failures(self) -> int:
+        """TLS handshakes that failed since start (clients that did not trust the certificate)."""
+        return self._last_server.tls_failures if self._last_server is not None else 0
 
     @property
     def webhook_deliveries(self) -> list[WebhookDelivery]:
@@ -564,7 +575,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault draws")
     parser.add_argument("--webhook-allow-http", action="store_true", help="accept http:// webhook targets")
     parser.add_argument("--url-file", default=None, help="also write the URL to this file")
+    parser.add_argument("--tls-cert", default=None, help="serve https with this PEM certificate (chain)")
+    parser.add_argument("--tls-key", default=None, help="private key of --tls-cert (if not in the same file)")
     return parser
+
+
+def server_ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
+    """A server-side TLS context for the emulator's ``ssl_context`` from PEM files.
+
+    :param certfile: The certificate (and chain), PEM; may also hold the key.
+    :param keyfile: The private key, PEM, when not in ``certfile``.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 def _write_atomically(path: str, text: str) -> None:
@@ -581,7 +605,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     :param argv: Arguments (default ``sys.argv[1:]``).
     :return: Exit status.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.tls_key and not args.tls_cert:
+        parser.error("--tls-key needs --tls-cert")
     faults = FaultConfig(
         rate_429=args.rate_429,
         rate_500=args.rate_500,
@@ -598,6 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         balance=args.balance,
         faults=faults,
         webhook_allow_http=args.webhook_allow_http,
+        ssl_context=server_ssl_context(args.tls_cert, args.tls_key) if args.tls_cert else None,
     )
     stopping = threading.Event()
 

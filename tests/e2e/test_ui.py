@@ -148,7 +148,8 @@ def test_connection_form(browser: Any, airflow_stack: AirflowStack, screenshots:
         stored = api.get(f"/connections/{conn_id}").raise_for_status().json()
         assert stored["conn_type"] == "pixazo"
         assert stored["host"] == stack.emulator_url
-        assert json.loads(stored["extra"]) == {"timeout": 10}
+        # Fields left empty in the form are stored as null, which the hook reads as "not set".
+        assert json.loads(stored["extra"]) == {"timeout": 10, "verify": None, "proxy": None}
         assert stored["login"] is None
         assert stored["port"] is None
 

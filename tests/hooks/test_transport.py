@@ -1,18 +1,23 @@
-"""The triggers' keep-alive transport, against real sockets on 127.0.0.1 (no mocks)."""
+"""The triggers' keep-alive transport, against real sockets on 127.0.0.1 (no mocks): HTTP, proxies, TLS."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 
+from airflow_provider_pixazo.exceptions import PixazoTLSError, error_from_exception
 from airflow_provider_pixazo.hooks._transport import KeepAliveTransport
 from airflow_provider_pixazo.testing.emulator import PixazoEmulator
+from airflow_provider_pixazo.testing.pytest_plugin import ThrowawayCA
+from tests.proxy.forward_proxy import ForwardProxy
 
 pytestmark = pytest.mark.asyncio
 
@@ -184,3 +189,259 @@ async def test_waiting_for_a_slot_times_out_as_a_pool_timeout(raw_server: RawSer
         with pytest.raises(httpx.PoolTimeout):
             await client.get("/ok")
         assert (await slow).text == "ok"
+
+
+# -- proxies and TLS, kept as httpx keeps them ----------------------------------------------------
+
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def clean_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy variable in either case, so each test sets exactly what it means."""
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+@pytest_asyncio.fixture
+async def proxy() -> AsyncIterator[ForwardProxy]:
+    server = await ForwardProxy().start()
+    yield server
+    await server.stop()
+
+
+@pytest_asyncio.fixture
+async def locked_proxy() -> AsyncIterator[ForwardProxy]:
+    server = await ForwardProxy(auth="alice:s3cret").start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def https_emulator(pixazo_tls_ca: ThrowawayCA) -> Iterator[PixazoEmulator]:
+    with PixazoEmulator(api_key="tls-key", ssl_context=pixazo_tls_ca.server_context()) as emulator:
+        yield emulator
+
+
+async def test_http_origin_goes_to_the_proxy_in_absolute_form(
+    raw_server: RawServer, proxy: ForwardProxy, clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    transport = KeepAliveTransport(proxy=proxy.url)
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=transport) as client:
+        for _ in range(3):
+            assert (await client.get("/ok?x=1")).text == "ok"
+    assert [(r["method"], r["target"]) for r in proxy.records] == [("GET", f"{raw_server.url}/ok?x=1")] * 3
+    assert raw_server.requests == ["GET /ok?x=1"] * 3  # the proxy forwarded them in origin form
+    assert transport.connections_opened == 1  # kept alive to the proxy
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+async def test_environment_proxy_is_used_like_httpx(
+    raw_server: RawServer, proxy: ForwardProxy, clean_proxy_env: pytest.MonkeyPatch, variable: str
+) -> None:
+    clean_proxy_env.setenv(variable, proxy.url)
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=KeepAliveTransport()) as client:
+        await client.get("/ok")
+    assert [r["target"] for r in proxy.records] == [f"{raw_server.url}/ok"]
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "*", "example.com,127.0.0.1"])
+async def test_no_proxy_bypasses_the_proxy(
+    raw_server: RawServer, proxy: ForwardProxy, clean_proxy_env: pytest.MonkeyPatch, no_proxy: str
+) -> None:
+    clean_proxy_env.setenv("HTTP_PROXY", proxy.url)
+    clean_proxy_env.setenv("NO_PROXY", no_proxy)
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=KeepAliveTransport()) as client:
+        await client.get("/ok")
+    assert proxy.records == []
+    assert raw_server.requests == ["GET /ok"]
+
+
+async def test_explicit_proxy_wins_over_the_environment(
+    raw_server: RawServer, proxy: ForwardProxy, clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    clean_proxy_env.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    clean_proxy_env.setenv("NO_PROXY", "127.0.0.1")  # httpx ignores NO_PROXY for an explicit proxy too
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=KeepAliveTransport(proxy=proxy.url)) as client:
+        await client.get("/ok")
+    assert len(proxy.records) == 1
+
+
+async def test_trust_env_false_ignores_the_environment(
+    raw_server: RawServer, clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    clean_proxy_env.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=KeepAliveTransport(trust_env=False)) as client:
+        assert (await client.get("/ok")).text == "ok"
+
+
+async def test_proxy_credentials_become_proxy_authorization(
+    raw_server: RawServer, locked_proxy: ForwardProxy, clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    with_auth = f"http://alice:s3cret@127.0.0.1:{locked_proxy.port}"
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=KeepAliveTransport(proxy=with_auth)) as client:
+        assert (await client.get("/ok")).text == "ok"
+    async with httpx.AsyncClient(
+        base_url=raw_server.url, transport=KeepAliveTransport(proxy=locked_proxy.url)
+    ) as client:
+        # Plain http through a proxy: its refusal is an answer, as httpx hands it back too.
+        assert (await client.get("/ok")).status_code == 407
+    assert [(r["proxy_auth"], r["auth_ok"]) for r in locked_proxy.records] == [(True, True), (False, False)]
+    assert raw_server.requests == ["GET /ok"]
+
+
+async def test_https_origin_goes_through_a_connect_tunnel(
+    https_emulator: PixazoEmulator, proxy: ForwardProxy, pixazo_tls_ca: ThrowawayCA, clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    clean_proxy_env.setenv("HTTPS_PROXY", proxy.url)
+    transport = KeepAliveTransport(verify=str(pixazo_tls_ca.bundle))
+    headers = {"Ocp-Apim-Subscription-Key": "tls-key"}
+    async with httpx.AsyncClient(base_url=https_emulator.url, transport=transport, headers=headers) as client:
+        for _ in range(3):
+            assert (await client.get("/v2/requests/status/nope")).status_code == 404
+    port = https_emulator.url.rsplit(":", 1)[1]
+    assert [(r["method"], r["target"]) for r in proxy.records] == [("CONNECT", f"127.0.0.1:{port}")]
+    assert len(https_emulator.calls) == 3
+    assert https_emulator.connections_opened == transport.connections_opened == 1
+
+
+async def test_a_refused_connect_is_a_proxy_error(
+    https_emulator: PixazoEmulator, locked_proxy: ForwardProxy, pixazo_tls_ca: ThrowawayCA
+) -> None:
+    transport = KeepAliveTransport(proxy=locked_proxy.url, verify=str(pixazo_tls_ca.bundle))
+    async with httpx.AsyncClient(base_url=https_emulator.url, transport=transport) as client:
+        with pytest.raises(httpx.ProxyError, match="407") as ours:
+            await client.get("/v2/requests/status/nope")
+    trusted = ssl.create_default_context(cafile=str(pixazo_tls_ca.bundle))
+    async with httpx.AsyncClient(base_url=https_emulator.url, proxy=locked_proxy.url, verify=trusted) as reference:
+        with pytest.raises(httpx.ProxyError) as theirs:
+            await reference.get("/v2/requests/status/nope")
+    assert str(ours.value) == str(theirs.value) == "407 Proxy Authentication Required"
+    assert https_emulator.calls == []
+
+
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:9", "https://127.0.0.1:9"])
+async def test_an_unreachable_proxy_fails_as_in_httpx(origin: str) -> None:
+    dead_proxy = "http://127.0.0.1:9"
+    async with httpx.AsyncClient(proxy=dead_proxy) as reference:
+        with pytest.raises(httpx.TransportError) as expected:
+            await reference.get(origin)
+    async with httpx.AsyncClient(transport=KeepAliveTransport(proxy=dead_proxy)) as client:
+        with pytest.raises(httpx.TransportError) as got:
+            await client.get(origin)
+    assert type(got.value) is type(expected.value) is httpx.ConnectError
+
+
+async def test_an_untrusted_certificate_fails_the_connect(
+    https_emulator: PixazoEmulator, proxy: ForwardProxy, clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    for transport in (KeepAliveTransport(), KeepAliveTransport(proxy=proxy.url)):
+        async with httpx.AsyncClient(base_url=https_emulator.url, transport=transport) as client:
+            with pytest.raises(httpx.ConnectError) as info:
+                await client.get("/v2/requests/status/nope")
+        assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+        mapped = error_from_exception(info.value)
+        assert isinstance(mapped, PixazoTLSError)
+        assert "not trusted" in str(mapped)
+        assert "'verify'" in str(mapped)
+    assert https_emulator.calls == []
+    for _ in range(200):  # the emulator counts a failed handshake from its own thread
+        if https_emulator.tls_failures == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert https_emulator.tls_failures == 2
+
+
+async def test_verify_false_accepts_any_certificate(https_emulator: PixazoEmulator) -> None:
+    async with httpx.AsyncClient(base_url=https_emulator.url, transport=KeepAliveTransport(verify=False)) as client:
+        assert (await client.get("/v2/requests/status/nope")).status_code == 401
+
+
+async def test_ssl_cert_file_is_honoured_like_httpx(
+    https_emulator: PixazoEmulator, pixazo_tls_ca: ThrowawayCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(pixazo_tls_ca.bundle))
+    async with httpx.AsyncClient(base_url=https_emulator.url, transport=KeepAliveTransport()) as client:
+        assert (await client.get("/v2/requests/status/nope")).status_code == 401
+
+
+async def test_the_route_is_resolved_once_per_origin(
+    raw_server: RawServer, proxy: ForwardProxy, clean_proxy_env: pytest.MonkeyPatch, mocker: Any
+) -> None:
+    clean_proxy_env.setenv("HTTP_PROXY", proxy.url)
+    transport = KeepAliveTransport()
+    spy = mocker.spy(transport._proxies, "route_for")
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=transport) as client:
+        for _ in range(5):
+            await client.get("/close")  # a new connection each time
+    assert transport.connections_opened == 5
+    assert spy.call_count == 1
+
+
+async def test_a_socks_proxy_is_refused_clearly(raw_server: RawServer, clean_proxy_env: pytest.MonkeyPatch) -> None:
+    clean_proxy_env.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
+    async with httpx.AsyncClient(base_url=raw_server.url, transport=KeepAliveTransport()) as client:
+        with pytest.raises(httpx.UnsupportedProtocol, match="only http:// and https:// proxies"):
+            await client.get("/ok")
+    assert raw_server.requests == []
+
+
+async def test_prebuilt_requests_on_the_shared_transport_follow_proxy_and_tls(
+    https_emulator: PixazoEmulator, proxy: ForwardProxy, pixazo_tls_ca: ThrowawayCA, clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """The shared status poller sends straight to the transport, with no AsyncClient: same rules apply."""
+    from airflow_provider_pixazo.hooks import _clients
+    from airflow_provider_pixazo.hooks._settings import ConnectionSettings
+
+    clean_proxy_env.setenv("HTTPS_PROXY", proxy.url)
+    trusted = ConnectionSettings(https_emulator.url, "tls-key", verify=str(pixazo_tls_ca.bundle))
+    untrusted = ConnectionSettings(https_emulator.url, "tls-key")
+    request = httpx.Request("GET", f"{https_emulator.url}/v2/requests/status/nope")
+    try:
+        response = await _clients.shared_async_transport(trusted).handle_async_request(request)
+        assert response.status_code == 401
+        with pytest.raises(httpx.ConnectError) as info:
+            await _clients.shared_async_transport(untrusted).handle_async_request(request)
+        assert isinstance(error_from_exception(info.value), PixazoTLSError)
+    finally:
+        await _clients.aclose_shared_clients()
+    assert [r["method"] for r in proxy.records] == ["CONNECT", "CONNECT"]
+
+
+async def test_an_https_proxy_carries_a_tls_tunnel_inside_tls(
+    https_emulator: PixazoEmulator, pixazo_tls_ca: ThrowawayCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The proxy's own certificate is checked against the default CAs: SSL_CERT_FILE names ours here.
+    monkeypatch.setenv("SSL_CERT_FILE", str(pixazo_tls_ca.bundle))
+    tls_proxy = await ForwardProxy().start(ssl_context=pixazo_tls_ca.server_context())
+    try:
+        transport = KeepAliveTransport(proxy=tls_proxy.url)
+        async with httpx.AsyncClient(base_url=https_emulator.url, transport=transport) as client:
+            assert (await client.get("/v2/requests/status/nope")).status_code == 401
+            assert (await client.get("/v2/requests/status/nope")).status_code == 401
+    finally:
+        await tls_proxy.stop()
+    assert tls_proxy.url.startswith("https://")
+    assert [r["method"] for r in tls_proxy.records] == ["CONNECT"]
+    assert len(https_emulator.calls) == 2
+
+
+async def test_an_ipv6_origin_gets_a_bracketed_connect_target() -> None:
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append((await reader.readuntil(b"\r\n\r\n")).split(b"\r\n", 1)[0])
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        transport = KeepAliveTransport(proxy=f"http://127.0.0.1:{port}")
+        async with httpx.AsyncClient(transport=transport) as client:
+            with pytest.raises(httpx.ProxyError, match="403"):
+                await client.get("https://[::1]:8443/x")
+    assert seen == [b"CONNECT [::1]:8443 HTTP/1.1"]

@@ -9,6 +9,7 @@ import os
 import re
 import select
 import signal
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -723,3 +724,50 @@ def test_plugin_import_is_cheap() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60)
 
     assert result.returncode == 0, result.stderr
+
+
+# -- https ----------------------------------------------------------------------------------------
+
+
+def test_cli_serves_https_with_a_given_certificate(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = tmp_path / "server.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(cert))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_pixazo.testing.emulator", "--tls-cert", str(cert)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(PIXAZO_EMULATOR_API_KEY="tls-cli-key"),
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 20)
+        assert ready, "the emulator printed nothing"
+        url = process.stdout.readline().strip()
+        assert re.fullmatch(r"https://127\.0\.0\.1:\d+", url)
+        trusted = ssl.create_default_context()
+        ca.configure_trust(trusted)
+        headers = {"Ocp-Apim-Subscription-Key": "tls-cli-key"}
+        assert httpx.get(f"{url}/v2/requests/status/x", headers=headers, verify=trusted).status_code == 404
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"{url}/v2/requests/status/x", verify=ssl.create_default_context())
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+
+
+def test_https_emulator_fixture_points_the_connection_at_it(pixazo_https_emulator: PixazoEmulator) -> None:
+    from airflow_provider_pixazo.hooks.pixazo import PixazoHook
+
+    assert pixazo_https_emulator.url.startswith("https://127.0.0.1:")
+    hook = PixazoHook()
+    assert isinstance(hook.settings.verify, str)  # the CA bundle path, not the default
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert pixazo_https_emulator.tls_failures == 0
