@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_pixazo._compat import ResumableJobMixin
 from airflow_provider_pixazo.events import publish_result, result_from_event
 from airflow_provider_pixazo.exceptions import (
     PixazoNotFoundError,
@@ -39,11 +40,6 @@ from airflow_provider_pixazo.models import (
     build_edit_request,
     build_generate_request,
 )
-
-try:
-    from airflow.sdk import ResumableJobMixin
-except ImportError:  # Airflow 3.2: no task state store; this stand-in submits on every try.
-    from airflow.providers.common.compat.sdk import ResumableJobMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
