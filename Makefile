@@ -1,5 +1,7 @@
 # Two commands for a fresh machine with only Python 3.11: `make demo` and `make test`.
 # Each creates .venv (pinned by requirements/ci.txt, resolved with uv) when it is missing or stale.
+# `make test` also builds .venv-floor, the oldest supported Airflow as its users resolved it
+# (requirements/floor.txt, see requirements/floor.in), and runs the integration tests on it.
 
 PYTHON ?= python3
 VENV := .venv
@@ -9,8 +11,20 @@ STAMP := $(VENV)/.installed
 DEMO_HOME := $(CURDIR)/.airflow-home/demo
 TEST_HOME := $(CURDIR)/.airflow-home/test
 PYTEST_ARGS ?=
+FLOOR_VENV := .venv-floor
+FLOOR_BIN := $(FLOOR_VENV)/bin
+FLOOR_STAMP := $(FLOOR_VENV)/.installed
+# Its own Airflow home: a 3.3 metadata DB cannot be migrated by 3.2.
+FLOOR_HOME := $(CURDIR)/.airflow-home/floor
+# What runs on the floor: the example DAGs under dag.test(), the emulator, triggers, hooks, sensors,
+# transfers (S3 on moto), links, bad inputs and tests/*.py (tests/test_compat.py imports every module).
+# Not tests/operators: it tests the task state store, which Airflow 3.2 does not have; what the
+# operators do there instead (one submit per try) is in tests/test_compat.py and the example DAGs.
+# Not the rest of tests/reliability: timing and thread checks tuned to 3.3's dag.test().
+FLOOR_TESTS ?= tests/example_dags tests/testing tests/triggers tests/hooks tests/sensors tests/transfers \
+	tests/links tests/reliability/test_bad_inputs.py $(wildcard tests/test_*.py)
 
-.PHONY: demo test e2e lint venv clean
+.PHONY: demo test test-floor e2e lint venv venv-floor clean
 
 venv: $(STAMP)
 
@@ -21,6 +35,16 @@ $(STAMP): pyproject.toml requirements/ci.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/ci.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
+
+venv-floor: $(FLOOR_STAMP)
+
+# `uv pip sync` makes the venv exactly requirements/floor.txt, so a stale one (older pins, packages
+# since dropped) is corrected rather than added to; the provider itself goes in without dependencies.
+$(FLOOR_STAMP): pyproject.toml requirements/floor.txt | $(STAMP)
+	@test -x $(FLOOR_BIN)/python || $(PYTHON) -m venv $(FLOOR_VENV)
+	$(BIN)/uv pip sync --quiet --python $(FLOOR_BIN)/python requirements/floor.txt
+	$(BIN)/uv pip install --quiet --python $(FLOOR_BIN)/python --no-deps -e .
+	@touch $(FLOOR_STAMP)
 
 ## Start the emulator (or use the real gateway when PIXAZO_API_KEY is set), run the daily example
 ## pipeline with `airflow dags test`, and print where the images are.
@@ -35,6 +59,12 @@ test: $(STAMP)
 	AIRFLOW_HOME=$(TEST_HOME) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(BIN)/ruff check airflow_provider_pixazo tests example_dags benchmarks
 	$(BIN)/mypy airflow_provider_pixazo
+	@$(MAKE) --no-print-directory test-floor
+
+## The integration tests on the oldest supported Airflow (requirements/floor.in says which and why).
+test-floor: $(FLOOR_STAMP)
+	AIRFLOW_HOME=$(FLOOR_HOME) $(FLOOR_BIN)/python -m pytest -q -p no:cacheprovider \
+		-m "not chaos and not e2e and not system" $(FLOOR_TESTS)
 
 ## The browser test alone (installs Debian's Chromium first; needs root or sudo).
 e2e: $(STAMP)
@@ -47,4 +77,4 @@ lint: $(STAMP)
 	$(BIN)/mypy airflow_provider_pixazo
 
 clean:
-	rm -rf $(VENV) .airflow-home .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR_VENV) .airflow-home .demo .pytest_cache .mypy_cache .ruff_cache

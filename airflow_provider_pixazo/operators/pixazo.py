@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_pixazo._compat import ResumableJobMixin
 from airflow_provider_pixazo.events import publish_result, result_from_event
 from airflow_provider_pixazo.exceptions import (
     PixazoNotFoundError,
@@ -37,11 +38,6 @@ from airflow_provider_pixazo.models import DEFAULT_MODEL, SubmitRequest, build_e
 from airflow_provider_pixazo.options import IMAGE_OPTIONS, document_options, rendered_options
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus
 from airflow_provider_pixazo.waiting import DEFAULT_MAX_POLL_INTERVAL, default_deferrable, positive_seconds
-
-try:
-    from airflow.sdk import ResumableJobMixin
-except ImportError:  # Airflow 3.2: no task state store; this stand-in submits on every try.
-    from airflow.providers.common.compat.sdk import ResumableJobMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
