@@ -83,7 +83,8 @@ def test_hook_example_runs(pixazo_emulator: PixazoEmulator) -> None:
     assert namespace["ok"] is True, namespace["message"]
     assert pixazo_emulator.submit_count() == 1
     assert namespace["result"].request_id == namespace["submission"].request_id
-    assert isinstance(namespace["chunk"], bytes) and namespace["chunk"]  # the loop streamed the image
+    assert isinstance(namespace["chunk"], bytes)  # the loop streamed the image
+    assert namespace["chunk"]
     job = pixazo_emulator.requests[namespace["submission"].request_id]
     assert (job.body["image_size"], job.body["num_images"]) == ("1024x1536", 2)
 
