@@ -190,8 +190,8 @@ def test_examples_survive_a_killed_triggerer(airflow_system: AirflowSystem) -> N
     assert catalogued
     assert set(catalogued) <= daily_images
 
-    # The key is in no process log and no task or trigger log.
-    logs = [*system.logs.glob("*.log"), *(system.home / "logs").rglob("*")]
+    # The key is in no process log, no task or trigger log, and nowhere in the metadata DB.
+    logs = [*system.logs.glob("*.log"), *(system.home / "logs").rglob("*"), *system.home.glob("airflow.db*")]
     leaked = [str(path) for path in logs if path.is_file() and API_KEY.encode() in path.read_bytes()]
     assert leaked == []
     task_logs = [path for path in (system.home / "logs").rglob("*") if path.is_file()]
