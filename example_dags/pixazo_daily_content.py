@@ -39,6 +39,9 @@ with DAG(
     tags=["pixazo", "example"],
     doc_md=__doc__,
     params={"model": Param("gpt-image-2", enum=["gpt-image-2", "gpt-image-1.5"])},
+    # Native rendering lets "... or None" below be a real None (no connection: local disk), where
+    # plain Jinja would render the text "None" and name a connection that does not exist.
+    render_template_as_native_obj=True,
 ) as dag:
 
     @task_group

@@ -3,6 +3,10 @@ Generate an image, keep it, then edit part of it with a mask (GPT Image 2 in-pai
 
 generate_base (waits in the triggerer) -> store_base (local copy) -> make_mask -> edit (sends the
 stored file and the mask as data URIs; white mask pixels are edited) -> store_edit.
+
+Both images go under the Variable ``pixazo_destination`` (default ``file:///tmp/pixazo-images``).
+The stores and the edit use no storage connection (no ``dest_conn_id``, no ``images_conn_id``), so
+this example is for local disk only; see ``pixazo_daily_content`` for a named storage connection.
 """
 
 from __future__ import annotations

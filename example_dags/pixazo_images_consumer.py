@@ -1,7 +1,9 @@
 """
 Downstream work scheduled on the images: runs whenever ``pixazo_daily_content`` stores new ones.
 
-The asset event's ``extra`` carries the request id, the written URIs and the model.
+The asset event's ``extra`` carries the request id, the written URIs and the model. Each mapped
+``store`` task emits one event; events of stores finishing at the same moment may be catalogued
+only by the consumer's next run, not the one they triggered (Airflow issue apache/airflow#54659).
 """
 
 from __future__ import annotations

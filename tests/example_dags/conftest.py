@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +50,81 @@ def run_dag(dagbag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cal
         return dag_run
 
     return run
+
+
+def _closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real S3 API (moto's threaded server) on 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_only_through(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], Any]]:
+    """
+    ``s3_only_through(conn_id, bucket)``: a bucket on moto that only AWS connection ``conn_id`` reaches.
+
+    The worker's default AWS identity is made unusable (made-up keys, an endpoint where nothing
+    listens), so an upload that ignored the named connection fails instead of passing by luck.
+    Returns a boto3 client on moto, to read what was written.
+    """
+    import boto3
+    from airflow.sdk.io import store
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "DEFAULT-IDENTITY-MUST-NOT-BE-USED")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "default-identity-must-not-be-used")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    buckets: list[str] = []
+
+    def make(conn_id: str, bucket: str) -> Any:
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{conn_id.upper()}",
+            json.dumps(
+                {
+                    "conn_type": "aws",
+                    "login": f"{conn_id}-key",
+                    "password": f"{conn_id}-secret",
+                    "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"},
+                }
+            ),
+        )
+        client.create_bucket(Bucket=bucket)
+        buckets.append(bucket)
+        return client
+
+    # ObjectStoragePath caches one filesystem per (protocol, conn_id) for the process.
+    store._STORE_CACHE.clear()
+    try:
+        yield make
+    finally:
+        store._STORE_CACHE.clear()
+        for bucket in buckets:
+            for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=item["Key"])
+            client.delete_bucket(Bucket=bucket)
