@@ -44,13 +44,16 @@ class StatelessResumableJobMixin:
         return self.get_job_result(external_id, context)  # type: ignore[attr-defined]
 
 
+#: Whether this Airflow keeps a task's state across tries (3.3+), so a retried submit can be resumed.
+HAS_TASK_STATE_STORE: bool
+
 if TYPE_CHECKING:
     from airflow.sdk import ResumableJobMixin
 else:
     try:
         from airflow.sdk import ResumableJobMixin
+
+        HAS_TASK_STATE_STORE = True
     except ImportError:  # Airflow < 3.3
         ResumableJobMixin = StatelessResumableJobMixin
-
-#: Whether this Airflow keeps a task's state across tries (3.3+), so a retried submit can be resumed.
-HAS_TASK_STATE_STORE: bool = ResumableJobMixin is not StatelessResumableJobMixin
+        HAS_TASK_STATE_STORE = False
