@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://gateway.pixazo.ai"
 DEFAULT_TIMEOUT = 30.0
+#: Status calls per second one triggerer loop may send for one connection, unless the extra says otherwise.
+DEFAULT_MAX_POLLS_PER_SECOND = 20.0
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -33,11 +35,14 @@ class ConnectionSettings:
     :param base_url: scheme, host, port (and optional path prefix) of the gateway.
     :param api_key: the subscription key. Kept out of ``repr``.
     :param timeout: seconds allowed for each read (connects get at most 10 s).
+    :param max_polls_per_second: the most status calls a triggerer loop sends for this connection
+        (extra ``max_polls_per_second``); the poller stays below it and below what the gateway allows.
     """
 
     base_url: str
     api_key: str = field(repr=False)
     timeout: float = DEFAULT_TIMEOUT
+    max_polls_per_second: float = DEFAULT_MAX_POLLS_PER_SECOND
 
     @property
     def origin(self) -> tuple[str, str, int | None]:
@@ -94,7 +99,29 @@ def settings_from_connection(conn: Any) -> ConnectionSettings:
         timeout = -1.0
     if not timeout > 0:
         raise PixazoValidationError("timeout", raw_timeout, "a positive number of seconds in the connection extra")
-    return ConnectionSettings(base_url=base_url.rstrip("/"), api_key=api_key, timeout=timeout)
+    return ConnectionSettings(
+        base_url=base_url.rstrip("/"),
+        api_key=api_key,
+        timeout=timeout,
+        max_polls_per_second=_max_polls_per_second(extra),
+    )
+
+
+def _max_polls_per_second(extra: dict[str, Any]) -> float:
+    raw = extra.get("max_polls_per_second")
+    if raw in (None, ""):
+        return DEFAULT_MAX_POLLS_PER_SECOND
+    try:
+        value = -1.0 if isinstance(raw, bool) else float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0 < value <= 10_000:
+        raise PixazoValidationError(
+            "max_polls_per_second",
+            raw,
+            "a number of status calls per second above 0 and at most 10000 in the connection extra, e.g. 20",
+        )
+    return value
 
 
 def origin_of(url: httpx.URL) -> tuple[str, str, int | None]:
