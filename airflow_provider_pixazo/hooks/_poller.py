@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 SETTINGS_TTL = 30.0
 #: Factor by which a wait's poll interval grows after each poll that saw no change.
 BACKOFF_FACTOR = 1.25
-#: A wait with no answer yet (a triggerer restarted near or after the deadline) gets this long for one.
+#: A wait registered after its deadline (a triggerer restarted late) gets this long for one answer.
 MIN_POLL_BUDGET = 30.0
 #: How late after its deadline a wait may end when its last poll is held back or unanswered.
 DEADLINE_GRACE = 1.0
@@ -314,8 +314,10 @@ class StatusPoller:
         if end is not None and not wait.future.done():
             wait.future.set_result(end)
         if not self._live:
-            self._schedule.clear()
-            self._deadlines.clear()
+            # Fresh containers: a set keeps its peak capacity, so a burst would hold its memory.
+            self._live = set()
+            self._schedule = []
+            self._deadlines = []
             self._cancel_timer()
         elif len(self._schedule) > 2 * len(self._live) + 64 or len(self._deadlines) > 2 * len(self._live) + 64:
             # Ended waits leave their entries behind (removing from a heap is O(n)); sweep them now
@@ -372,8 +374,12 @@ class StatusPoller:
                 continue
             if due > now or self.paused_until > now:
                 break
-            slot = max(self._next_slot, now - max(PACING_SLACK, 1.0 / self.rate))
-            if slot > now:
+            # A timer that fired a little late may catch up a slot or so; after a quiet spell the
+            # schedule starts afresh at now (no burst of the slots nobody used).
+            slot = self._next_slot
+            if slot < now - max(PACING_SLACK, 1.0 / self.rate):
+                slot = now
+            elif slot > now:
                 break
             heapq.heappop(schedule)
             self._next_slot = slot + 1.0 / self.rate
@@ -386,8 +392,8 @@ class StatusPoller:
             _, _, wait = heapq.heappop(deadlines)
             if wait.done:
                 continue
-            if not wait.answered and now < wait.registered_at + MIN_POLL_BUDGET:
-                # Restarted at or after its deadline: one real answer first, as the trigger promises.
+            if not wait.answered and wait.registered_at >= wait.end_time and now < wait.registered_at + MIN_POLL_BUDGET:
+                # Restarted after its deadline: one real answer first, as the trigger promises.
                 heapq.heappush(deadlines, (wait.registered_at + MIN_POLL_BUDGET, next(self._seq), wait))
                 continue
             self._end(wait, WaitEnd(last_status=wait.last_status))
@@ -436,6 +442,7 @@ class StatusPoller:
     ) -> None:
         try:
             response = await _clients.shared_async_transport(settings).handle_async_request(request)
+            response.request = request  # as AsyncClient.send does: error messages name the call
             body = await response.aread()
         except httpx.TransportError as exc:
             if not wait.done:
@@ -525,13 +532,14 @@ class StatusPoller:
         retry_after = min(MAX_RETRY_AFTER, DEFAULT_RETRY_AFTER if error.retry_after is None else error.retry_after)
         # Once for the whole loop: the pause covers every wait, later 429s only extend it.
         self.paused_until = max(self.paused_until, now + retry_after)
-        if sent_at >= self._decreased_at:
+        if sent_at > self._decreased_at:
             # The first 429 of an episode (polls sent before the last cut do not cut again). Between
             # two episodes the gateway's allowance was used up at both ends, so the calls it took in
             # between, over the time in between, is the rate it allows (exact for a token bucket with
             # this loop as its only client, lower when others share the key, never higher).
+            # The first time (the allowance may have been full at the start), halve.
             span = now - self._decreased_at
-            allowed = self._episode_ok / span if span >= EPISODE_MIN else self.rate / 2
+            allowed = self._episode_ok / span if EPISODE_MIN <= span < float("inf") else self.rate / 2
             self.rate = max(MIN_RATE, min(self.rate, allowed) * DECREASE)
             self._decreased_at = now
             self._episode_ok = 0

@@ -30,8 +30,7 @@ __all__ = ["PixazoRequestTrigger"]
 
 #: Factor by which the poll interval grows after each poll that saw no change.
 BACKOFF_FACTOR = _poller.BACKOFF_FACTOR
-#: However close the deadline, a wait with no answer yet is allowed this long for one, so a trigger
-#: restarted just before (or after) its deadline still gets one real answer.
+#: A trigger restarted after its deadline still polls once, and is allowed this long for the answer.
 MIN_POLL_BUDGET = _poller.MIN_POLL_BUDGET
 
 # Outcome and message of each terminal status; the message gets the request id and the details.

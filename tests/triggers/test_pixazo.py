@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 import respx
 import structlog.testing
+from airflow.sdk import BaseHook
 
 from airflow_provider_pixazo.events import WaitOutcome, result_from_event
 from airflow_provider_pixazo.exceptions import PixazoTimeoutError, PixazoValidationError
@@ -48,6 +49,13 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
     fake = VirtualClock()
     monkeypatch.setattr(_poller, "default_clock", fake)
     monkeypatch.setattr(trigger_module, "time", fake)
+
+    async def read_in_loop(conn_id: str) -> Any:
+        # Airflow's own lookup, minus the thread its async form uses for env connections: virtual
+        # time cannot see a thread at work, and would jump past the deadline while it runs.
+        return BaseHook.get_connection(conn_id)
+
+    monkeypatch.setattr(_poller, "_read_connection", read_in_loop)
     return fake
 
 
