@@ -65,3 +65,4 @@ def test_benchmarks_produce_their_figures(tmp_path: Path) -> None:
     assert parse_row["module"] == "airflow_provider_pixazo.triggers.pixazo"
     assert isinstance(parse_row["median_ms"], float)
     assert "added import ms" in parse_out
+
