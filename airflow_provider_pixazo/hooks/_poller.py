@@ -233,6 +233,7 @@ class StatusPoller:
         #: No poll is sent before this time (the last 429's Retry-After, for the whole loop).
         self.paused_until = float("-inf")
         self._decreased_at = float("-inf")
+        self._resumed_at = float("-inf")
         self._last_growth = float("-inf")
         self._episode_ok = 0
         #: Polls sent and polls answered 429 (for tests, benchmarks and logs).
@@ -533,12 +534,12 @@ class StatusPoller:
         # Once for the whole loop: the pause covers every wait, later 429s only extend it.
         self.paused_until = max(self.paused_until, now + retry_after)
         if sent_at > self._decreased_at:
-            # The first 429 of an episode (polls sent before the last cut do not cut again). Between
-            # two episodes the gateway's allowance was used up at both ends, so the calls it took in
-            # between, over the time in between, is the rate it allows (exact for a token bucket with
-            # this loop as its only client, lower when others share the key, never higher).
-            # The first time (the allowance may have been full at the start), halve.
-            span = now - self._decreased_at
+            # The first 429 of an episode (polls sent before the last cut do not cut again). Since
+            # the end of the previous pause the gateway's allowance went from what it saved during
+            # the pause to nothing, so the calls it took over that time is the rate it allows, plus
+            # the little it saved (for a token bucket with this loop as its only client; less when
+            # others share the key). The first time nothing is known yet: halve.
+            span = now - self._resumed_at
             allowed = self._episode_ok / span if EPISODE_MIN <= span < float("inf") else self.rate / 2
             self.rate = max(MIN_RATE, min(self.rate, allowed) * DECREASE)
             self._decreased_at = now
@@ -551,6 +552,7 @@ class StatusPoller:
                 retry_after,
                 self.rate,
             )
+        self._resumed_at = self.paused_until
         if not wait.done:
             # Keep its place: it was due first, it goes first after the pause.
             self._push(wait, wait.due)
