@@ -410,7 +410,7 @@ class StatusPoller:
             request.headers = self._headers  # type: ignore[assignment]
         self._grow(now)
         self.polls_sent += 1
-        task = asyncio.ensure_future(self._poll(wait, request, now, self._settings))  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(self._poll(wait, request, now, self._settings))  # type: ignore[arg-type]
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
@@ -608,14 +608,15 @@ class StatusPoller:
             "GET",
             settings.base_url + "/",
             headers={
-                "Accept": "application/json",
                 "Cache-Control": "no-cache",
                 "User-Agent": _clients.USER_AGENT,
                 API_KEY_HEADER: settings.api_key,
             },
         )
         self._headers = template.headers
-        self._extensions = {"timeout": settings.httpx_timeout.as_dict()}
+        # No pool timeout: a poll waiting for a connection slot is bounded by the slots' own read
+        # timeouts and by its wait's deadline, and the transport then sets no timer per poll for it.
+        self._extensions = {"timeout": {**settings.httpx_timeout.as_dict(), "pool": None}}
         self._max_rate = settings.max_polls_per_second
         self.rate = self._max_rate if self.rate == 0.0 else min(self.rate, self._max_rate)
 
