@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds a connection read is trusted; a rotated key takes effect within this (plus one poll).
 SETTINGS_TTL = 30.0
+#: A refused key re-reads the connection at most once in this many seconds (thousands of waits refused
+#: one after the other cost a read every few seconds, not one each).
+REREAD_AFTER_REFUSAL = 5.0
 #: Factor by which a wait's poll interval grows after each poll that saw no change.
 BACKOFF_FACTOR = 1.25
 #: A wait registered after its deadline (a triggerer restarted late) gets this long for one answer.
@@ -217,6 +220,7 @@ class StatusPoller:
         self._extensions: dict[str, Any] = {}
         self._loading: asyncio.Future[ConnectionSettings] | None = None
         self._refreshing: asyncio.Task[None] | None = None
+        self._reread_at = float("-inf")
         # Schedule
         self._live: set[_Wait] = set()
         self._schedule: list[tuple[float, int, _Wait]] = []
@@ -509,7 +513,9 @@ class StatusPoller:
         # The key may have been rotated at Pixazo before our next re-read: read the connection now,
         # and poll again only if it holds another key.
         current = self._settings
-        if current is not None and current.api_key == used.api_key:
+        now = self._clock.time()
+        if current is not None and current.api_key == used.api_key and now >= self._reread_at + REREAD_AFTER_REFUSAL:
+            self._reread_at = now
             try:
                 current = await self._load()
             except Exception as err:  # the read failed: the refusal stands

@@ -598,6 +598,22 @@ async def test_a_refused_key_that_did_not_change_ends_the_wait(clock: VirtualClo
 
 
 @pytest.mark.asyncio
+async def test_a_revoked_key_costs_a_connection_read_every_few_seconds_not_one_per_wait(
+    clock: VirtualClock, gateway: Gateway
+) -> None:
+    gateway.refuse_keys = {API_KEY}
+    source = Source()
+    poller = make_poller(clock, source, max_polls_per_second=20)
+
+    ends = await clock.run(asyncio.gather(*(start(poller, rid(i), clock=clock) for i in range(200))))
+
+    assert all(isinstance(e.error, PixazoAuthError) for e in ends)
+    assert len(gateway.calls) == 200  # each refused once, never retried with the same key
+    # 200 refusals over 10 s: the first re-reads at once, then at most one read per 5 s.
+    assert source.reads <= 1 + 1 + 10 / _poller.REREAD_AFTER_REFUSAL
+
+
+@pytest.mark.asyncio
 async def test_an_unusable_connection_ends_the_wait_and_a_failed_reread_keeps_polling(
     clock: VirtualClock, gateway: Gateway
 ) -> None:
