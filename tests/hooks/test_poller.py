@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import respx
 from airflow.sdk import Connection
 
 from airflow_provider_pixazo.exceptions import PixazoAuthError, PixazoNotFoundError, PixazoValidationError
@@ -642,3 +643,21 @@ async def test_pollers_are_per_loop_and_connection() -> None:
     _poller.forget_pollers()
     assert _poller.status_poller("a") is not first
     _poller.forget_pollers()
+
+
+@pytest.mark.asyncio
+async def test_the_hooks_aget_status_keeps_no_state_on_the_hook(pixazo_conn: str) -> None:
+    """Per-wait state lives in the poller: one hook can serve any number of coroutines."""
+    from airflow_provider_pixazo.hooks.pixazo import PixazoHook
+
+    with respx.mock(base_url=BASE_URL) as router:
+        for name in ("a", "b"):
+            router.get(f"/v2/requests/status/{rid(name)}").respond(json={"request_id": rid(name), "status": "QUEUED"})
+        hook = PixazoHook()
+        before = dict(vars(hook))
+        try:
+            results = await asyncio.gather(hook.aget_status(rid("a")), hook.aget_status(rid("b")))
+        finally:
+            await _clients.aclose_shared_clients()
+    assert [r.request_id for r in results] == [rid("a"), rid("b")]
+    assert vars(hook) == before
