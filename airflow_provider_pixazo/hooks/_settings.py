@@ -108,7 +108,7 @@ def settings_from_connection(conn: Any) -> ConnectionSettings:
 
 
 def _max_polls_per_second(extra: dict[str, Any]) -> float:
-    raw = extra.get("max_polls_per_second")
+    raw = extra.get("max_polls_per_second", extra.get("extra__pixazo__max_polls_per_second"))
     if raw in (None, ""):
         return DEFAULT_MAX_POLLS_PER_SECOND
     try:

@@ -298,6 +298,7 @@ def test_max_polls_per_second_comes_from_the_connection_extra() -> None:
     assert parse({}) == DEFAULT_MAX_POLLS_PER_SECOND
     assert parse({"max_polls_per_second": 5}) == 5.0
     assert parse({"max_polls_per_second": "2.5"}) == 2.5
+    assert parse({"extra__pixazo__max_polls_per_second": 7}) == 7.0  # the form's prefixed name
     for bad in (0, -1, "fast", True, 20_000, "nan", [5]):
         with pytest.raises(PixazoValidationError, match="max_polls_per_second") as info:
             parse({"max_polls_per_second": bad})
