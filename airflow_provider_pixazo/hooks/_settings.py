@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://gateway.pixazo.ai"
 DEFAULT_TIMEOUT = 30.0
+#: Status calls per second one triggerer loop may send for one connection, unless the extra says otherwise.
+DEFAULT_MAX_POLLS_PER_SECOND = 20.0
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -62,6 +64,8 @@ class ConnectionSettings:
         file or certificate directory.
     :param proxy: a proxy URL used for every call instead of the environment's ``*_PROXY`` variables;
         None to follow the environment as httpx does. May hold credentials: kept out of ``repr``.
+    :param max_polls_per_second: the most status calls a triggerer loop sends for this connection
+        (extra ``max_polls_per_second``); the poller stays below it and below what the gateway allows.
     """
 
     base_url: str
@@ -69,6 +73,7 @@ class ConnectionSettings:
     timeout: float = DEFAULT_TIMEOUT
     verify: bool | str = True
     proxy: str | None = field(default=None, repr=False)
+    max_polls_per_second: float = DEFAULT_MAX_POLLS_PER_SECOND
 
     @property
     def origin(self) -> tuple[str, str, int | None]:
@@ -135,7 +140,12 @@ def settings_from_connection(conn: Any) -> ConnectionSettings:
         log.warning("Connection %s turns TLS certificate verification off (extra verify=false)", conn.conn_id)
     proxy = parse_proxy(extra.get("proxy", extra.get("extra__pixazo__proxy")))
     return ConnectionSettings(
-        base_url=base_url.rstrip("/"), api_key=api_key, timeout=timeout, verify=verify, proxy=proxy
+        base_url=base_url.rstrip("/"),
+        api_key=api_key,
+        timeout=timeout,
+        verify=verify,
+        proxy=proxy,
+        max_polls_per_second=_max_polls_per_second(extra),
     )
 
 
@@ -206,6 +216,23 @@ def parse_proxy(raw: Any) -> str | None:
 def redact_proxy_url(url: str) -> str:
     """``url`` with the password of its userinfo (if any) replaced by ``***``."""
     return _USERINFO_PASSWORD.sub(r"\1***@", url)
+
+
+def _max_polls_per_second(extra: dict[str, Any]) -> float:
+    raw = extra.get("max_polls_per_second", extra.get("extra__pixazo__max_polls_per_second"))
+    if raw in (None, ""):
+        return DEFAULT_MAX_POLLS_PER_SECOND
+    try:
+        value = -1.0 if isinstance(raw, bool) else float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0 < value <= 10_000:
+        raise PixazoValidationError(
+            "max_polls_per_second",
+            raw,
+            "a number of status calls per second above 0 and at most 10000 in the connection extra, e.g. 20",
+        )
+    return value
 
 
 def origin_of(url: httpx.URL) -> tuple[str, str, int | None]:

@@ -62,8 +62,6 @@ class PixazoHook(BaseHook):
         super().__init__()
         self.pixazo_conn_id = pixazo_conn_id
         self.retry_policy = retry_policy or RetryPolicy()
-        self._async_settings: ConnectionSettings | None = None
-        self._async_status_request: tuple[httpx.AsyncClient, str, httpx.Request] | None = None
         self._media: httpx.Client | None = None
         self._media_lock = threading.Lock()
 
@@ -78,11 +76,14 @@ class PixazoHook(BaseHook):
         return settings_from_connection(self.get_connection(self.pixazo_conn_id))
 
     async def asettings(self) -> ConnectionSettings:
-        """The connection's settings, read with Airflow's async connection API."""
-        if self._async_settings is None:
-            conn: Connection = await self.aget_connection(self.pixazo_conn_id)
-            self._async_settings = settings_from_connection(conn)
-        return self._async_settings
+        """
+        The connection's settings, read with Airflow's async connection API on every call.
+
+        Not cached on the hook, so one hook can serve any number of coroutines; the triggers' shared
+        poller (:mod:`._poller`) keeps its own read with a short time-to-live.
+        """
+        conn: Connection = await self.aget_connection(self.pixazo_conn_id)
+        return settings_from_connection(conn)
 
     def get_conn(self) -> httpx.Client:
         """The sync API client (pooled, authenticated for this connection only)."""
@@ -169,14 +170,15 @@ class PixazoHook(BaseHook):
         return RequestResult.from_api(retry.drive_sync(flow, self._client).json())
 
     async def aget_status(self, request_id: str) -> RequestResult:
-        """Async twin of :meth:`get_status`, on the event loop's shared pooled client."""
+        """
+        Async twin of :meth:`get_status`, on the event loop's shared pooled client.
+
+        For one-off calls: it keeps no state on the hook. Waiting triggers do not call it; they
+        share the loop's status poller (:mod:`._poller`), which keeps the per-wait state.
+        """
+        validate_request_id(request_id)
         client = _clients.shared_async_client(await self.asettings())
-        cached = self._async_status_request
-        if cached is None or cached[0] is not client or cached[1] != request_id:
-            # A trigger polls one id on one client: building the request (URL merge, headers) once
-            # takes a quarter of a poll's CPU off every later poll.
-            cached = self._async_status_request = (client, request_id, self._status_request(client, request_id))
-        request = cached[2]
+        request = self._status_request(client, request_id)
         flow = retry.exchange(request, self.retry_policy, request_id=request_id)
         response = await retry.drive_async(flow, client)
         return RequestResult.from_api(response.json())

@@ -7,7 +7,6 @@ tasks resume with :func:`~airflow_provider_pixazo.events.result_from_event`.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +21,7 @@ from airflow_provider_pixazo.exceptions import (
     PixazoError,
     PixazoNotFoundError,
 )
+from airflow_provider_pixazo.hooks import _poller
 from airflow_provider_pixazo.hooks.pixazo import PixazoHook
 from airflow_provider_pixazo.models import RequestResult, RequestStatus, validate_request_id
 from airflow_provider_pixazo.waiting import non_negative_seconds, positive_seconds
@@ -29,20 +29,30 @@ from airflow_provider_pixazo.waiting import non_negative_seconds, positive_secon
 __all__ = ["PixazoRequestTrigger"]
 
 #: Factor by which the poll interval grows after each poll that saw no change.
-BACKOFF_FACTOR = 1.25
-#: However close the deadline, a poll (hook retries included) is allowed at least this long, so a
-#: trigger restarted just before its deadline still gets one real answer.
-MIN_POLL_BUDGET = 30.0
+BACKOFF_FACTOR = _poller.BACKOFF_FACTOR
+#: A trigger restarted after its deadline still polls once, and is allowed this long for the answer.
+MIN_POLL_BUDGET = _poller.MIN_POLL_BUDGET
+
+# Outcome and message of each terminal status; the message gets the request id and the details.
+_TERMINAL: dict[RequestStatus, tuple[WaitOutcome, str]] = {
+    RequestStatus.COMPLETED: (WaitOutcome.SUCCESS, "Pixazo request {id} COMPLETED with {media} media file(s)"),
+    RequestStatus.FAILED: (WaitOutcome.FAILED, "Pixazo request {id} FAILED: {error}"),
+    RequestStatus.ERROR: (WaitOutcome.ERROR, "Pixazo request {id} ended in ERROR: {error}"),
+}
+_NO_ERROR_TEXT = {RequestStatus.FAILED: "no reason given", RequestStatus.ERROR: "no description given"}
 
 
 class PixazoRequestTrigger(BaseTrigger):
     """
     Poll Pixazo's status endpoint until a request is COMPLETED, FAILED or ERROR, or a deadline passes.
 
-    Cheap while waiting: the status is read with the hook's async API, on the event loop's shared
-    pooled client, and the connection is looked up once per trigger, not once per poll.
-    Transient errors (5xx, 429, network), once the hook's own retries are spent, are logged and
-    polling goes on: a network blip never fails the task.
+    Cheap while waiting: every trigger of a triggerer that waits on the same connection is served by
+    one shared status poller (:mod:`airflow_provider_pixazo.hooks._poller`), which reads the
+    connection once (re-reading it every 30 s, so a rotated key takes effect within a minute),
+    keeps one schedule for all of them, stays within the connection's ``max_polls_per_second``
+    extra and slows the whole triggerer down when Pixazo answers 429. Transient errors (5xx, 429,
+    network, unreadable answers) are logged once per run of failures and polling goes on: a network
+    blip never fails the task. Each status change is logged once.
 
     :param request_id: the Pixazo request id to wait for.
     :param pixazo_conn_id: the Airflow connection holding the Pixazo API key.
@@ -50,7 +60,8 @@ class PixazoRequestTrigger(BaseTrigger):
     :param timeout: seconds to wait in all; used to compute ``end_time`` and in the timeout message.
     :param max_poll_interval: the poll interval grows by 25% after each unchanged poll, up to this.
     :param end_time: the absolute deadline (epoch seconds). Computed as now + ``timeout`` when not
-        given, and always serialized, so a triggerer restart does not restart the clock.
+        given, and always serialized, so a triggerer restart does not restart the clock. The wait
+        ends at most a second after it (a poll is sent at the deadline itself).
     """
 
     def __init__(
@@ -84,82 +95,45 @@ class PixazoRequestTrigger(BaseTrigger):
             },
         )
 
-    def _make_hook(self) -> PixazoHook:
-        return PixazoHook(pixazo_conn_id=self.pixazo_conn_id)
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll until the request ends or the deadline passes, then yield one event and return."""
-        hook = self._make_hook()
-        last_status: RequestStatus | None = None
-        interval = self.poll_interval
-        cap = max(self.poll_interval, self.max_poll_interval)
-        while True:
-            status: RequestStatus | None = None
-            try:
-                # asyncio.timeout, not wait_for: no extra task per poll.
-                async with asyncio.timeout(max(self.end_time - time.time(), MIN_POLL_BUDGET)):
-                    result = await hook.aget_status(self.request_id)
-            except PixazoError as err:
-                if err.transient:
-                    self.log.warning("Polling Pixazo request %s failed; will poll again: %s", self.request_id, err)
-                else:
-                    yield TriggerEvent(self._error_event(err))
-                    return
-            except AirflowNotFoundException as err:
-                yield TriggerEvent(
-                    make_event_payload(
-                        WaitOutcome.INVALID,
-                        self.request_id,
-                        message=f"Cannot wait for Pixazo request {self.request_id}: {err}",
-                    )
-                )
-                return
-            except TimeoutError:
-                self.log.warning("Polling Pixazo request %s did not answer before the deadline", self.request_id)
-            except ValueError as err:
-                # A body we could not read (an HTML error page behind a 200, say): like a blip.
-                self.log.warning("Pixazo sent an unreadable status for %s; will poll again: %s", self.request_id, err)
-            else:
-                status = result.status
-                if status is not last_status:
-                    self.log.info("Pixazo request %s is %s", self.request_id, status.value)
-                if status.is_terminal:
-                    yield TriggerEvent(self._terminal_event(result))
-                    return
+        """Wait on the loop's shared poller until the request ends or the deadline passes; yield one event."""
+        poller = _poller.status_poller(self.pixazo_conn_id)
+        end = await poller.wait(
+            self.request_id,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            end_time=self.end_time,
+            on_update=self._on_update,
+        )
+        if end.result is not None:
+            yield TriggerEvent(self._terminal_event(end.result))
+        elif end.error is not None:
+            yield TriggerEvent(self._error_event(end.error))
+        else:
+            yield TriggerEvent(self._timeout_event(end.last_status))
 
-            remaining = self.end_time - time.time()
-            if remaining <= 0:
-                yield TriggerEvent(self._timeout_event(last_status if status is None else status))
-                return
-            await asyncio.sleep(min(interval, remaining))
-            if status is None or status is last_status:
-                interval = min(interval * BACKOFF_FACTOR, cap)
-            if status is not None:
-                last_status = status
+    def _on_update(self, status: RequestStatus | None, error: PixazoError | None) -> None:
+        if status is not None:
+            self.log.info("Pixazo request %s is %s", self.request_id, status.value)
+        else:
+            self.log.warning("Polling Pixazo request %s failed; will poll again: %s", self.request_id, error)
 
     def _terminal_event(self, result: RequestResult) -> dict[str, Any]:
-        if result.status is RequestStatus.COMPLETED:
-            return make_event_payload(
-                WaitOutcome.SUCCESS,
-                self.request_id,
-                result=result,
-                message=f"Pixazo request {self.request_id} COMPLETED with {len(result.media_urls)} media file(s)",
-            )
-        if result.status is RequestStatus.FAILED:
-            return make_event_payload(
-                WaitOutcome.FAILED,
-                self.request_id,
-                result=result,
-                message=f"Pixazo request {self.request_id} FAILED: {result.error or 'no reason given'}",
-            )
-        return make_event_payload(
-            WaitOutcome.ERROR,
-            self.request_id,
-            result=result,
-            message=f"Pixazo request {self.request_id} ended in ERROR: {result.error or 'no description given'}",
+        outcome, template = _TERMINAL[result.status]
+        message = template.format(
+            id=self.request_id,
+            media=len(result.media_urls),
+            error=result.error or _NO_ERROR_TEXT.get(result.status, ""),
         )
+        return make_event_payload(outcome, self.request_id, result=result, message=message)
 
-    def _error_event(self, err: PixazoError) -> dict[str, Any]:
+    def _error_event(self, err: Exception) -> dict[str, Any]:
+        if isinstance(err, AirflowNotFoundException):
+            return make_event_payload(
+                WaitOutcome.INVALID,
+                self.request_id,
+                message=f"Cannot wait for Pixazo request {self.request_id}: {err}",
+            )
         extra: dict[str, Any] = {}
         if isinstance(err, PixazoAPIError):
             extra["http_status"] = err.http_status

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 
 WAITING_FIGURES = ("cpu_us_per_poll", "conns_per_poll", "rss_bytes_per_trigger", "lag_p99_ms", "polls", "ok")
+RATE_LIMIT_FIGURES = ("calls", "refused", "refused_share", "wall_s", "floor_s", "ok")
 
 
 def _start(script: str, out: Path, *args: str) -> subprocess.Popen[str]:
@@ -39,9 +40,9 @@ def _finish(proc: subprocess.Popen[str], timeout: float) -> str:
     return out
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 def test_benchmarks_produce_their_figures(tmp_path: Path) -> None:
-    # Both at once: most of the time is interpreters importing Airflow.
+    # All at once: most of the time is interpreters importing Airflow.
     waiting = _start(
         "waiting_cost.py", tmp_path / "waiting.json", "--n", "20", "--polls", "1", "--min-interval", "0.02"
     )
@@ -49,8 +50,13 @@ def test_benchmarks_produce_their_figures(tmp_path: Path) -> None:
         "parse_cost.py", tmp_path / "parse.json", "--runs", "1", "--top", "0", "--modules",
         "airflow_provider_pixazo.triggers.pixazo",
     )  # fmt: skip
-    waiting_out = _finish(waiting, 50)
-    parse_out = _finish(parse, 50)
+    rate = _start(
+        "rate_limit.py", tmp_path / "rate.json",
+        "--n", "20", "--limit", "20", "--burst", "5", "--polls", "1", "--interval", "0.2", "--timeout", "90",
+    )  # fmt: skip
+    waiting_out = _finish(waiting, 100)
+    parse_out = _finish(parse, 100)
+    rate_out = _finish(rate, 100)
 
     rows = json.loads((tmp_path / "waiting.json").read_text())
     assert {r["kind"] for r in rows} == {"pixazo", "http"}
@@ -66,3 +72,12 @@ def test_benchmarks_produce_their_figures(tmp_path: Path) -> None:
     assert isinstance(parse_row["median_ms"], float)
     assert "added import ms" in parse_out
 
+    rate_rows = json.loads((tmp_path / "rate.json").read_text())
+    assert [r["kind"] for r in rate_rows] == ["pixazo", "http"]
+    for row in rate_rows:
+        for figure in RATE_LIMIT_FIGURES:
+            assert isinstance(row[figure], int | float), figure
+        assert row["calls"] >= 40  # two calls per wait at least
+    assert isinstance(rate_rows[0]["learned_rate"], float)
+    assert "share 429" in rate_out
+    assert "wall ÷ floor" in rate_out

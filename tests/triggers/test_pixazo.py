@@ -1,8 +1,9 @@
-"""PixazoRequestTrigger, driven against a respx-mocked gateway with a fake clock (no real sleeping)."""
+"""PixazoRequestTrigger on the loop's shared poller, against a respx-mocked gateway in virtual time (no sleeping)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -13,12 +14,14 @@ import pytest
 import pytest_asyncio
 import respx
 import structlog.testing
+from airflow.sdk import BaseHook
 
 from airflow_provider_pixazo.events import WaitOutcome, result_from_event
 from airflow_provider_pixazo.exceptions import PixazoTimeoutError, PixazoValidationError
-from airflow_provider_pixazo.hooks import _clients
+from airflow_provider_pixazo.hooks import _clients, _poller
 from airflow_provider_pixazo.triggers import pixazo as trigger_module
 from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
+from tests.triggers.virtual_time import VirtualClock
 
 BASE_URL = "https://gateway.test"
 API_KEY = "sk-test-SECRET-123"
@@ -40,56 +43,69 @@ def status(value: str, *, error: str | None = None, code: int = 200) -> httpx.Re
     return httpx.Response(code, json=body)
 
 
-class FakeClock:
-    """Stands in for ``time`` and ``asyncio`` inside the trigger module: sleeping advances the clock."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-        self.sleeps: list[float] = []
-        self.gate: asyncio.Event | None = None  # when set, sleep blocks until the event is set
-        self.sleeping = asyncio.Event()
-
-    def time(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.sleeping.set()
-        if self.gate is not None:
-            await self.gate.wait()
-        self.now += seconds
-        await asyncio.sleep(0)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(asyncio, name)
-
-
-class _TimeModule:
-    def __init__(self, clock: FakeClock) -> None:
-        self._clock = clock
-
-    def time(self) -> float:
-        return self._clock.now
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]) -> FakeClock:
-    """A fake clock for the trigger module; the hook's own retry sleeps are instant too (``no_sleep``)."""
-    fake = FakeClock()
-    monkeypatch.setattr(trigger_module, "asyncio", fake)
-    monkeypatch.setattr(trigger_module, "time", _TimeModule(fake))
+def clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
+    """Virtual time for the trigger (its default deadline) and the loop's status poller: nothing sleeps."""
+    fake = VirtualClock()
+    monkeypatch.setattr(_poller, "default_clock", fake)
+    monkeypatch.setattr(trigger_module, "time", fake)
+
+    async def read_in_loop(conn_id: str) -> Any:
+        # Airflow's own lookup, minus the thread its async form uses for env connections: virtual
+        # time cannot see a thread at work, and would jump past the deadline while it runs.
+        return BaseHook.get_connection(conn_id)
+
+    monkeypatch.setattr(_poller, "_read_connection", read_in_loop)
     return fake
 
 
 @pytest_asyncio.fixture
-async def gateway(pixazo_conn: str) -> AsyncIterator[respx.MockRouter]:
+async def gateway(pixazo_conn: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[respx.MockRouter]:
+    """A respx router at the network edge: the shared keep-alive transport the poller sends on."""
     with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
+        transport = httpx.MockTransport(router.async_handler)
+        monkeypatch.setattr(_clients, "shared_async_transport", lambda settings: transport)
         yield router
+    for poller in list(_poller._POLLERS.get(asyncio.get_running_loop(), {}).values()):
+        for task in list(poller._in_flight):
+            task.cancel()
+    _poller.forget_pollers()
     await _clients.aclose_shared_clients()
 
 
-async def collect(trigger: PixazoRequestTrigger) -> list[dict[str, Any]]:
-    return [event.payload async for event in trigger.run()]
+def poll_times(route: respx.Route, clock: VirtualClock) -> list[float]:
+    """Seconds between consecutive polls, as the gateway saw them (recorded by ``timed``)."""
+    times = route.times  # type: ignore[attr-defined]
+    return [round(b - a, 6) for a, b in itertools.pairwise(times)]
+
+
+def timed(route: respx.Route, clock: VirtualClock) -> respx.Route:
+    """Record the virtual time of each call of ``route`` in ``route.times``."""
+    route.times = []  # type: ignore[attr-defined]
+    inner = route.side_effect
+    answers = iter(inner) if inner is not None else None
+    fixed = route.return_value
+
+    def effect(request: httpx.Request) -> Any:
+        route.times.append(clock.now)  # type: ignore[attr-defined]
+        answer = next(answers) if answers is not None else fixed
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    route.side_effect = effect
+    return route
+
+
+async def collect(trigger: PixazoRequestTrigger, clock: VirtualClock) -> list[dict[str, Any]]:
+    async def consume() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    return await clock.run(consume())
+
+
+def poller_stats() -> dict[str, int]:
+    return _poller.status_poller("pixazo_default").stats()
 
 
 # -- construction and serialization ---------------------------------------------------------------
@@ -139,10 +155,10 @@ def test_bad_intervals_are_refused(name: str, value: float) -> None:
 
 
 @pytest.mark.asyncio
-async def test_completed_yields_one_success_event(gateway: respx.MockRouter, clock: FakeClock) -> None:
+async def test_completed_yields_one_success_event(gateway: respx.MockRouter, clock: VirtualClock) -> None:
     route = gateway.get(STATUS_URL).mock(side_effect=[status("QUEUED"), status("PROCESSING"), status("COMPLETED")])
 
-    events = await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=1))
+    events = await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=1), clock)
 
     assert len(events) == 1
     event = events[0]
@@ -150,54 +166,73 @@ async def test_completed_yields_one_success_event(gateway: respx.MockRouter, clo
     assert event["request_id"] == REQUEST_ID
     assert event["result"]["status"] == "COMPLETED"
     assert event["result"]["media_urls"] == [MEDIA_URL]
+    assert event["message"] == f"Pixazo request {REQUEST_ID} COMPLETED with 1 media file(s)"
     assert result_from_event(event).media_urls == (MEDIA_URL,)
     assert route.call_count == 3
-    assert route.calls.last.request.headers["Ocp-Apim-Subscription-Key"] == API_KEY
+    for call in route.calls:
+        assert call.request.headers["Ocp-Apim-Subscription-Key"] == API_KEY
+        assert call.request.url == STATUS_URL  # built from the connection, never from an answer
     json.dumps(event)
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize(("remote", "outcome"), [("FAILED", WaitOutcome.FAILED), ("ERROR", WaitOutcome.ERROR)])
-async def test_failed_and_error_carry_pixazo_text(
-    gateway: respx.MockRouter, clock: FakeClock, remote: str, outcome: WaitOutcome
-) -> None:
-    gateway.get(STATUS_URL).mock(side_effect=[status("PROCESSING"), status(remote, error="content policy violation")])
-
-    events = await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=1))
-
-    assert len(events) == 1
-    assert events[0]["outcome"] == outcome.value
-    assert events[0]["result"]["error"] == "content policy violation"
-    assert "content policy violation" in events[0]["message"]
+    assert poller_stats() == dict.fromkeys(poller_stats(), 0)
 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
-    ("code", "outcome"), [(401, WaitOutcome.AUTH), (403, WaitOutcome.AUTH), (404, WaitOutcome.NOT_FOUND)]
+    ("remote", "outcome", "text", "fallback"),
+    [
+        ("FAILED", WaitOutcome.FAILED, "FAILED: ", "no reason given"),
+        ("ERROR", WaitOutcome.ERROR, "ended in ERROR: ", "no description given"),
+    ],
+)
+@pytest.mark.parametrize("error", ["content policy violation", None])
+async def test_failed_and_error_carry_pixazo_text(
+    gateway: respx.MockRouter,
+    clock: VirtualClock,
+    remote: str,
+    outcome: WaitOutcome,
+    text: str,
+    fallback: str,
+    error: str | None,
+) -> None:
+    gateway.get(STATUS_URL).mock(side_effect=[status("PROCESSING"), status(remote, error=error)])
+
+    events = await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=1), clock)
+
+    assert len(events) == 1
+    assert events[0]["outcome"] == outcome.value
+    assert events[0]["result"]["error"] == error
+    assert events[0]["message"] == f"Pixazo request {REQUEST_ID} {text}{error or fallback}"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [(400, WaitOutcome.INVALID), (401, WaitOutcome.AUTH), (403, WaitOutcome.AUTH), (404, WaitOutcome.NOT_FOUND)],
 )
 async def test_http_errors_end_the_wait_at_once(
-    gateway: respx.MockRouter, clock: FakeClock, code: int, outcome: WaitOutcome
+    gateway: respx.MockRouter, clock: VirtualClock, code: int, outcome: WaitOutcome
 ) -> None:
     route = gateway.get(STATUS_URL).mock(return_value=httpx.Response(code, json={"message": "nope"}))
+    started = clock.now
 
-    events = await collect(PixazoRequestTrigger(REQUEST_ID))
+    events = await collect(PixazoRequestTrigger(REQUEST_ID), clock)
 
     assert len(events) == 1
     assert events[0]["outcome"] == outcome.value
     assert events[0]["http_status"] == code
     assert API_KEY not in json.dumps(events[0])
-    assert route.call_count == 1  # never retried
-    assert clock.sleeps == []
+    assert route.call_count == 1  # never retried (a refused key re-reads the connection, which holds the same key)
+    assert clock.now == started
 
 
 @pytest.mark.asyncio
 async def test_connection_without_key_is_invalid(
-    monkeypatch: pytest.MonkeyPatch, gateway: respx.MockRouter, clock: FakeClock
+    monkeypatch: pytest.MonkeyPatch, gateway: respx.MockRouter, clock: VirtualClock
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_PIXAZO_NOKEY", json.dumps({"conn_type": "pixazo", "host": BASE_URL}))
     route = gateway.get(STATUS_URL).mock(return_value=status("QUEUED"))
 
-    events = await collect(PixazoRequestTrigger(REQUEST_ID, pixazo_conn_id="pixazo_nokey"))
+    events = await collect(PixazoRequestTrigger(REQUEST_ID, pixazo_conn_id="pixazo_nokey"), clock)
 
     assert [e["outcome"] for e in events] == [WaitOutcome.INVALID.value]
     assert "password" in events[0]["message"]
@@ -205,22 +240,37 @@ async def test_connection_without_key_is_invalid(
 
 
 @pytest.mark.asyncio
-async def test_missing_connection_is_invalid(gateway: respx.MockRouter, clock: FakeClock) -> None:
-    events = await collect(PixazoRequestTrigger(REQUEST_ID, pixazo_conn_id="pixazo_does_not_exist"))
+async def test_bad_max_polls_per_second_is_invalid(
+    monkeypatch: pytest.MonkeyPatch, gateway: respx.MockRouter, clock: VirtualClock
+) -> None:
+    conn = {"conn_type": "pixazo", "host": BASE_URL, "password": API_KEY, "extra": {"max_polls_per_second": 0}}
+    monkeypatch.setenv("AIRFLOW_CONN_PIXAZO_BADRATE", json.dumps(conn))
+    route = gateway.get(STATUS_URL).mock(return_value=status("QUEUED"))
+
+    events = await collect(PixazoRequestTrigger(REQUEST_ID, pixazo_conn_id="pixazo_badrate"), clock)
+
+    assert [e["outcome"] for e in events] == [WaitOutcome.INVALID.value]
+    assert "max_polls_per_second" in events[0]["message"]
+    assert not route.called
+
+
+@pytest.mark.asyncio
+async def test_missing_connection_is_invalid(gateway: respx.MockRouter, clock: VirtualClock) -> None:
+    events = await collect(PixazoRequestTrigger(REQUEST_ID, pixazo_conn_id="pixazo_does_not_exist"), clock)
 
     assert [e["outcome"] for e in events] == [WaitOutcome.INVALID.value]
     assert "pixazo_does_not_exist" in events[0]["message"]
 
 
 @pytest.mark.asyncio
-async def test_timeout_names_the_request_and_never_sleeps_past_the_deadline(
-    gateway: respx.MockRouter, clock: FakeClock
+async def test_timeout_names_the_request_and_never_polls_past_the_deadline(
+    gateway: respx.MockRouter, clock: VirtualClock
 ) -> None:
-    route = gateway.get(STATUS_URL).mock(return_value=status("QUEUED"))
+    route = timed(gateway.get(STATUS_URL).mock(return_value=status("QUEUED")), clock)
     trigger = PixazoRequestTrigger(REQUEST_ID, poll_interval=2, timeout=5, max_poll_interval=60)
     deadline = trigger.end_time
 
-    events = await collect(trigger)
+    events = await collect(trigger, clock)
 
     assert len(events) == 1
     event = events[0]
@@ -228,64 +278,92 @@ async def test_timeout_names_the_request_and_never_sleeps_past_the_deadline(
     assert event["timeout"] == 5.0
     assert event["last_status"] == "QUEUED"
     assert REQUEST_ID in event["message"]
-    assert sum(clock.sleeps) == pytest.approx(5.0)  # 2 + 2 + 1: the last sleep is cut to the deadline
-    assert clock.sleeps[-1] == pytest.approx(1.0)
+    assert poll_times(route, clock) == pytest.approx([2, 2, 1])  # the last wait is cut to the deadline
+    assert route.times[-1] == pytest.approx(deadline)  # type: ignore[attr-defined]  # one last poll at it
     assert clock.now == pytest.approx(deadline)
-    assert route.call_count == len(clock.sleeps) + 1  # one last poll at the deadline
     with pytest.raises(PixazoTimeoutError, match=REQUEST_ID):
         result_from_event(event)
+
+
+@pytest.mark.asyncio
+async def test_deadline_is_kept_to_the_second_when_the_gateway_hangs(
+    gateway: respx.MockRouter, clock: VirtualClock
+) -> None:
+    hang = asyncio.Event()
+    answers = iter([status("PROCESSING")])
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        answer = next(answers, None)
+        if answer is None:
+            await hang.wait()  # never answers (the read timeout is far away)
+        assert answer is not None
+        return answer
+
+    gateway.get(STATUS_URL).mock(side_effect=slow)
+    trigger = PixazoRequestTrigger(REQUEST_ID, poll_interval=10, timeout=25)
+
+    events = await collect(trigger, clock)
+
+    assert [e["outcome"] for e in events] == [WaitOutcome.TIMEOUT.value]
+    assert events[0]["last_status"] == "PROCESSING"
+    assert trigger.end_time < clock.now <= trigger.end_time + 1.0
 
 
 # -- resilience ------------------------------------------------------------------------------------
 
 
 @pytest.mark.asyncio
-async def test_transient_errors_do_not_fail_the_wait(
-    gateway: respx.MockRouter, clock: FakeClock, no_sleep: list[float]
-) -> None:
+async def test_transient_errors_do_not_fail_the_wait(gateway: respx.MockRouter, clock: VirtualClock) -> None:
     route = gateway.get(STATUS_URL).mock(
         side_effect=[
             status("QUEUED"),
-            # five 5xx in a row exhaust the hook's retries, so the trigger itself sees the error
             *[httpx.Response(500, json={"error": "boom"})] * 4,
             httpx.Response(503),
-            # a blip the hook's retries absorb
             httpx.ConnectError("connection refused"),
+            httpx.Response(429, headers={"Retry-After": "2"}),
             httpx.Response(502),
             status("PROCESSING"),
+            httpx.Response(502),
             status("COMPLETED"),
         ]
     )
 
     with structlog.testing.capture_logs() as logs:
-        events = await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=1))
+        events = await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=1), clock)
 
     assert [e["outcome"] for e in events] == [WaitOutcome.SUCCESS.value]
-    assert route.call_count == 10
+    assert route.call_count == 12
     warnings = [entry["event"] for entry in logs if entry["log_level"] == "warning"]
-    assert len(warnings) == 1
-    assert "will poll again" in warnings[0]
-    assert "503" in warnings[0]
-    assert len(no_sleep) == 6  # the hook backed off before each of its retries
+    # One warning per run of failures (not one per failed poll); the 429 is the loop's business.
+    assert len(warnings) == 2, warnings
+    assert all("will poll again" in w for w in warnings)
+    assert "500" in warnings[0]
+    assert "502" in warnings[1]
 
 
 @pytest.mark.asyncio
-async def test_unreadable_status_body_is_retried(gateway: respx.MockRouter, clock: FakeClock) -> None:
-    gateway.get(STATUS_URL).mock(side_effect=[httpx.Response(200, text="<html>oops</html>"), status("COMPLETED")])
+async def test_unreadable_status_body_is_retried(gateway: respx.MockRouter, clock: VirtualClock) -> None:
+    gateway.get(STATUS_URL).mock(
+        side_effect=[
+            httpx.Response(200, text="<html>oops</html>"),
+            httpx.Response(200, json={"request_id": REQUEST_ID, "status": "SOMETHING_NEW"}),
+            status("COMPLETED"),
+        ]
+    )
 
-    events = await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=1))
+    events = await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=1), clock)
 
     assert [e["outcome"] for e in events] == [WaitOutcome.SUCCESS.value]
 
 
 @pytest.mark.asyncio
-async def test_each_status_change_is_logged_once(gateway: respx.MockRouter, clock: FakeClock) -> None:
+async def test_each_status_change_is_logged_once(gateway: respx.MockRouter, clock: VirtualClock) -> None:
     gateway.get(STATUS_URL).mock(
         side_effect=[status("QUEUED")] * 3 + [status("PROCESSING")] * 3 + [status("COMPLETED")]
     )
 
     with structlog.testing.capture_logs() as logs:
-        events = await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=1))
+        events = await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=1), clock)
 
     assert events[0]["outcome"] == WaitOutcome.SUCCESS.value
     changes = [entry["event"] for entry in logs if entry["log_level"] == "info"]
@@ -297,47 +375,46 @@ async def test_each_status_change_is_logged_once(gateway: respx.MockRouter, cloc
 
 
 @pytest.mark.asyncio
-async def test_poll_interval_grows_gently_and_is_bounded(gateway: respx.MockRouter, clock: FakeClock) -> None:
-    gateway.get(STATUS_URL).mock(side_effect=[status("QUEUED")] * 8 + [status("COMPLETED")])
+async def test_poll_interval_grows_gently_and_is_bounded(gateway: respx.MockRouter, clock: VirtualClock) -> None:
+    route = timed(gateway.get(STATUS_URL).mock(side_effect=[status("QUEUED")] * 8 + [status("COMPLETED")]), clock)
 
-    await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=1, max_poll_interval=2))
+    await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=1, max_poll_interval=2), clock)
 
-    assert clock.sleeps == pytest.approx([1, 1, 1.25, 1.5625, 1.953125, 2, 2, 2])
-    assert max(clock.sleeps) == 2
+    assert poll_times(route, clock) == pytest.approx([1, 1, 1.25, 1.5625, 1.953125, 2, 2, 2])
 
 
 @pytest.mark.asyncio
 async def test_max_poll_interval_below_poll_interval_keeps_poll_interval(
-    gateway: respx.MockRouter, clock: FakeClock
+    gateway: respx.MockRouter, clock: VirtualClock
 ) -> None:
-    gateway.get(STATUS_URL).mock(side_effect=[status("QUEUED")] * 4 + [status("COMPLETED")])
+    route = timed(gateway.get(STATUS_URL).mock(side_effect=[status("QUEUED")] * 4 + [status("COMPLETED")]), clock)
 
-    await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=5, max_poll_interval=1))
+    await collect(PixazoRequestTrigger(REQUEST_ID, poll_interval=5, max_poll_interval=1), clock)
 
-    assert clock.sleeps == [5, 5, 5, 5]
+    assert poll_times(route, clock) == [5, 5, 5, 5]
 
 
 @pytest.mark.asyncio
-async def test_restart_mid_wait_keeps_the_deadline(gateway: respx.MockRouter, clock: FakeClock) -> None:
+async def test_restart_mid_wait_keeps_the_deadline(gateway: respx.MockRouter, clock: VirtualClock) -> None:
     route = gateway.get(STATUS_URL).mock(return_value=status("QUEUED"))
     first = PixazoRequestTrigger(REQUEST_ID, poll_interval=1, timeout=600)
-    clock.gate = asyncio.Event()  # the first trigger blocks in its first sleep
 
-    task = asyncio.create_task(collect(first))
-    await asyncio.wait_for(clock.sleeping.wait(), timeout=5)
-    assert route.call_count == 1
+    task = asyncio.ensure_future(_first(first))
+    await _until_polled(route, clock)
+    await clock.advance(0.5)  # mid-wait: the next poll is due at +1 s
     task.cancel()  # the triggerer goes away
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert route.call_count == 1
+    assert poller_stats()["waiting"] == 0
 
     clock.now += 300  # the new triggerer starts five minutes later
-    clock.gate = None
     _, kwargs = first.serialize()
     second = PixazoRequestTrigger(**kwargs)
     assert second.end_time == first.end_time
     route.mock(side_effect=[status("PROCESSING"), status("COMPLETED")])
 
-    events = await collect(second)
+    events = await collect(second, clock)
 
     assert [e["outcome"] for e in events] == [WaitOutcome.SUCCESS.value]
     assert events[0]["result"]["media_urls"] == [MEDIA_URL]
@@ -345,34 +422,78 @@ async def test_restart_mid_wait_keeps_the_deadline(gateway: respx.MockRouter, cl
 
 @pytest.mark.asyncio
 async def test_restart_after_the_deadline_polls_once_then_times_out(
-    gateway: respx.MockRouter, clock: FakeClock
+    gateway: respx.MockRouter, clock: VirtualClock
 ) -> None:
     route = gateway.get(STATUS_URL).mock(return_value=status("PROCESSING"))
     _, kwargs = PixazoRequestTrigger(REQUEST_ID, timeout=60).serialize()
     clock.now += 61
+    started = clock.now
 
-    events = await collect(PixazoRequestTrigger(**kwargs))
+    events = await collect(PixazoRequestTrigger(**kwargs), clock)
 
     assert [e["outcome"] for e in events] == [WaitOutcome.TIMEOUT.value]
     assert events[0]["last_status"] == "PROCESSING"
     assert route.call_count == 1
-    assert clock.sleeps == []
+    assert clock.now == started
 
 
 @pytest.mark.asyncio
-async def test_polls_share_the_loops_pooled_client(gateway: respx.MockRouter, clock: FakeClock) -> None:
-    gateway.get(STATUS_URL).mock(side_effect=[status("QUEUED"), status("COMPLETED")] * 2)
-    created: list[httpx.AsyncClient] = []
-    real = _clients.shared_async_client
+async def test_cancelled_trigger_unregisters_and_is_polled_no_more(
+    gateway: respx.MockRouter, clock: VirtualClock
+) -> None:
+    other_id = REQUEST_ID.replace("0001", "0002")
+    route = gateway.get(STATUS_URL).mock(return_value=status("QUEUED"))
+    other = gateway.get(STATUS_URL.replace(REQUEST_ID, other_id)).mock(
+        side_effect=[status("QUEUED")] * 5 + [status("COMPLETED")]
+    )
+    cancelled = asyncio.ensure_future(_first(PixazoRequestTrigger(REQUEST_ID, poll_interval=1)))
+    await _until_polled(route, clock)
+    await clock.advance(3)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    polls_before = route.call_count
 
-    def spy(settings: _clients.ConnectionSettings) -> httpx.AsyncClient:
-        client = real(settings)
-        created.append(client)
-        return client
+    events = await collect(PixazoRequestTrigger(other_id, poll_interval=1), clock)
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_clients, "shared_async_client", spy)
-        await asyncio.gather(collect(PixazoRequestTrigger(REQUEST_ID)), collect(PixazoRequestTrigger(REQUEST_ID)))
+    assert events[0]["outcome"] == WaitOutcome.SUCCESS.value
+    assert other.call_count == 6
+    assert route.call_count == polls_before  # the cancelled wait was never polled again
+    assert poller_stats() == dict.fromkeys(poller_stats(), 0)
 
-    assert len(created) == 4
-    assert len({id(c) for c in created}) == 1
+
+@pytest.mark.asyncio
+async def test_triggers_share_one_poller_and_one_connection_read(
+    gateway: respx.MockRouter, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway.get(STATUS_URL).mock(side_effect=[status("QUEUED"), status("QUEUED"), status("COMPLETED")] * 2)
+    reads: list[str] = []
+    real = _poller._read_connection
+
+    async def counting(conn_id: str) -> Any:
+        reads.append(conn_id)
+        return await real(conn_id)
+
+    monkeypatch.setattr(_poller, "_read_connection", counting)
+    triggers = [PixazoRequestTrigger(REQUEST_ID, poll_interval=1) for _ in range(2)]
+
+    results = await clock.run(asyncio.gather(*(_first(t) for t in triggers)))
+
+    assert [r["outcome"] for r in results] == [WaitOutcome.SUCCESS.value] * 2
+    assert reads == ["pixazo_default"]
+    assert list(_poller._POLLERS[asyncio.get_running_loop()]) == ["pixazo_default"]
+
+
+async def _first(trigger: PixazoRequestTrigger) -> dict[str, Any]:
+    async for event in trigger.run():
+        return event.payload
+    raise AssertionError("no event")
+
+
+async def _until_polled(route: respx.Route, clock: VirtualClock) -> None:
+    for _ in range(2000):
+        await clock.advance(0)
+        if route.called:
+            return
+        await asyncio.sleep(0.001)  # the connection is read in a thread first
+    raise AssertionError("never polled")
