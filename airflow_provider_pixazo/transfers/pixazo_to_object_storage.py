@@ -41,6 +41,7 @@ from airflow_provider_pixazo.exceptions import (
 from airflow_provider_pixazo.hooks.pixazo import PixazoHook
 from airflow_provider_pixazo.media import EXTENSIONS, SNIFF_BYTES, sniff_media_type
 from airflow_provider_pixazo.models import RequestResult, RequestStatus, validate_request_id
+from airflow_provider_pixazo.storage import require_storage_connection
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -129,11 +130,13 @@ def resolve_destination(destination: Any, conn_id: str | None = None) -> ObjectS
 
     Accepts a URI (``file://``, ``s3://bucket/prefix``, ``gs://``, ``abfs://``...), a bare local path
     (made absolute, as ``file://``) or an ``ObjectStoragePath``; ``conn_id``, when given, is the
-    connection its credentials come from.
+    connection its credentials come from; it must exist (never a silent fall-back to default credentials).
 
-    :raises PixazoValidationError: naming ``destination``.
+    :raises PixazoValidationError: naming ``destination``, or ``dest_conn_id`` when no such connection exists.
     """
     from airflow.sdk import ObjectStoragePath
+
+    require_storage_connection("dest_conn_id", conn_id)
 
     if isinstance(destination, ObjectStoragePath):
         source: Any = destination
@@ -352,21 +355,26 @@ class PixazoToObjectStorageOperator(BaseOperator):
 
     .. code-block:: python
 
-        PixazoToObjectStorageOperator(
+        generate = PixazoGenerateImageOperator(
+            task_id="generate", prompt="{{ params.prompt }}", wait_for_completion=True
+        )
+        store = PixazoToObjectStorageOperator(
             task_id="store",
-            request_id="{{ ti.xcom_pull(task_ids='generate')['request_id'] }}",
+            request_id="{{ ti.xcom_pull(task_ids='generate') }}",
             destination="s3://my-bucket/images",
-            dest_conn_id="aws_default",
+            dest_conn_id="{{ var.value.images_conn_id }}",
             provenance={"prompt": "{{ params.prompt }}"},
             outlets=[Asset("s3://my-bucket/images")],
         )
+        generate >> store
 
     :param request_id: the Pixazo request id (templated). The request must be COMPLETED.
     :param destination: where to write (templated): a local path, a ``file://``, ``s3://bucket/prefix``,
         ``gs://``, ``abfs://``... URI, or an ``ObjectStoragePath``.
-    :param dest_conn_id: the Airflow connection holding the destination's credentials (for object
-        stores); None uses the store's default credential chain.
-    :param pixazo_conn_id: the Pixazo connection (only the status call uses the API key).
+    :param dest_conn_id: the Airflow connection holding the destination's credentials (templated; for
+        object stores). None uses the store's default credential chain; an id naming no connection fails
+        the task with :class:`PixazoValidationError` before anything is downloaded or written.
+    :param pixazo_conn_id: the Pixazo connection (templated; only the status call uses the API key).
     :param overwrite: replace an existing file whose content differs. When False (the default) such a
         file fails the task with :class:`PixazoDestinationConflictError`; identical files never fail.
     :param path_template: each image's path under ``destination`` (templated), built from
@@ -379,7 +387,14 @@ class PixazoToObjectStorageOperator(BaseOperator):
     :param kwargs: passed to :class:`~airflow.sdk.BaseOperator` (``task_id``, ``outlets``...).
     """
 
-    template_fields: Sequence[str] = ("request_id", "destination", "path_template", "provenance")
+    template_fields: Sequence[str] = (
+        "request_id",
+        "destination",
+        "dest_conn_id",
+        "pixazo_conn_id",
+        "path_template",
+        "provenance",
+    )
     ui_color = "#d6eaf8"
     ui_fgcolor = "#1b2631"
 
