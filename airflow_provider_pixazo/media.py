@@ -110,7 +110,7 @@ def image_to_reference(
         )
     if size == 0:
         raise PixazoValidationError(parameter, str(source), "a non-empty PNG, JPEG or WebP file")
-    with path.open("rb") as handle:
+    with path.fs.open(path.path, "rb") as handle:
         data = handle.read(max_bytes + 1)
     media_type = sniff_media_type(data[:SNIFF_BYTES])
     if media_type is None:
