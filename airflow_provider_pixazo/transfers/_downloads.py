@@ -128,12 +128,12 @@ def _download_one(
     try:
         with hook.stream_media(url) as response:
             declared = _declared_length(response)
-            chunks = response.iter_bytes(chunk_size=CHUNK_SIZE)
+            chunks = _pieces(response.iter_bytes())
             head, pending = _read_head(chunks)
             media_type = _check_magic(head, announced, index, url)
             target = target_for(EXTENSIONS[media_type])
             staged = StagedFile(target, media_type)
-            chunk = b""
+            chunk: bytes | memoryview = b""
             for chunk in itertools.chain(pending, chunks):
                 if abort.is_set():
                     raise _Aborted
@@ -176,6 +176,22 @@ def _download_one(
     return record
 
 
+def _pieces(chunks: Iterator[bytes]) -> Iterator[bytes | memoryview]:
+    """
+    The body as it arrives, no piece over ``CHUNK_SIZE``.
+
+    Not ``iter_bytes(chunk_size=...)``: its re-chunking copies every byte twice, which halved the
+    throughput; network reads are 64 KiB anyway, and a larger piece is cut without copying.
+    """
+    for chunk in chunks:
+        if len(chunk) <= CHUNK_SIZE:
+            yield chunk
+        else:
+            view = memoryview(chunk)
+            for start in range(0, len(chunk), CHUNK_SIZE):
+                yield view[start : start + CHUNK_SIZE]
+
+
 def _declared_length(response: httpx.Response) -> int | None:
     value = response.headers.get("Content-Length")
     try:
@@ -185,13 +201,13 @@ def _declared_length(response: httpx.Response) -> int | None:
     return length if length is not None and length >= 0 else None
 
 
-def _read_head(chunks: Iterator[bytes]) -> tuple[bytes, list[bytes]]:
+def _read_head(chunks: Iterator[bytes | memoryview]) -> tuple[bytes, list[bytes | memoryview]]:
     """Read until the magic bytes are known (or the body ends); return them and the chunks read."""
-    pending: list[bytes] = []
+    pending: list[bytes | memoryview] = []
     head = b""
     for chunk in chunks:
         pending.append(chunk)
-        head += chunk[: SNIFF_BYTES - len(head)]
+        head += bytes(chunk[: SNIFF_BYTES - len(head)])
         if len(head) >= SNIFF_BYTES:
             break
     return head, pending

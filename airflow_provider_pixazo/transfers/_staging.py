@@ -14,8 +14,11 @@ import contextlib
 import hashlib
 import math
 import os
+import queue
 import secrets
+import sys
 import tempfile
+import threading
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_pixazo.exceptions import PixazoDestinationConflictError, PixazoValidationError
@@ -26,21 +29,35 @@ if TYPE_CHECKING:
 
 __all__ = ["CHUNK_SIZE", "UPLOAD_PART_SIZE", "StagedFile", "existing_size"]
 
-#: Bytes read from the network and hashed at a time; the only buffer a download holds.
+#: The largest piece of a download handed on at a time (network reads are usually 64 KiB).
 CHUNK_SIZE = 1024 * 1024
 #: Part size for object-store uploads: what s3fs/gcsfs read into memory at a time (S3's minimum is 5 MiB).
 UPLOAD_PART_SIZE = 5 * 1024 * 1024
+#: Bytes gathered before the writer thread takes them (one write); at most ``_QUEUED_BATCHES`` wait.
+BATCH_BYTES = 1024 * 1024
+_BATCH_BUFFERS = 256  # many tiny pieces are joined too, so the per-piece cost stays bounded
+_QUEUED_BATCHES = 2
+#: Written bytes after which the kernel is asked to start writing them back (so the last fsync waits less).
+WRITEBACK_WINDOW = 8 * 1024 * 1024
 _S3_MAX_PARTS = 10_000
 _S3_PROTOCOLS = ("s3", "s3a", "s3n")
+_HAS_FADVISE = hasattr(os, "posix_fadvise") and sys.platform.startswith("linux")
 _GCS_PROTOCOLS = ("gs", "gcs")
+
+Buffer = bytes | memoryview
 
 
 class StagedFile:
     """
     A temporary file that becomes ``target`` only through :meth:`commit`, hashing what is written.
 
-    Local targets are staged in the target's own directory (so ``os.replace`` is atomic); remote
-    ones in the system temp directory, then uploaded in one call.
+    Local targets are staged in the target's own directory (so ``os.replace`` is atomic) and made
+    durable by one ``fsync`` before they are published; remote ones are staged in the system temp
+    directory, then uploaded in one call (the upload is what makes them durable).
+
+    :meth:`write` only gathers the caller's buffers; a writer thread joins them into 1 MiB batches, writes
+    and hashes each (both release the GIL), so disk and SHA-256 overlap with the network.
+    At most ``BATCH_BYTES * (_QUEUED_BATCHES + 2)`` bytes are held, however large the file.
     """
 
     def __init__(self, target: ObjectStoragePath, content_type: str) -> None:
@@ -48,8 +65,9 @@ class StagedFile:
         self.content_type = content_type
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self._local = is_local(target)
         name = target.name
-        if is_local(target):
+        if self._local:
             directory = os.path.dirname(target.path)
             os.makedirs(directory, exist_ok=True)
             self.name = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.part")
@@ -57,24 +75,93 @@ class StagedFile:
             # Keep the extension: s3fs guesses the Content-Type from the local name.
             self.name = os.path.join(tempfile.gettempdir(), f"pixazo-{secrets.token_hex(8)}-{name}")
         # os.open with 0o666 (not mkstemp's 0o600) so the final file gets the usual umask permissions.
-        fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        self._handle = os.fdopen(fd, "wb")
+        self._fd = os.open(self.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        self._closed = False
+        self._batch: list[Buffer] = []
+        self._batch_bytes = 0
+        self._written = 0  # bytes the writer thread has written (its own counter)
+        self._advised = 0  # bytes already handed to the kernel's write-back
+        self._queue: queue.Queue[list[Buffer] | None] | None = None
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
 
-    def write(self, chunk: bytes) -> None:
-        self._handle.write(chunk)
-        self.sha256.update(chunk)
+    def write(self, chunk: Buffer) -> None:
+        """Take ``chunk`` (it must not change afterwards); written and hashed in the background."""
+        if self._error is not None:
+            raise self._error
+        if not chunk:
+            return
+        self._batch.append(chunk)
+        self._batch_bytes += len(chunk)
         self.size += len(chunk)
+        if self._batch_bytes >= BATCH_BYTES or len(self._batch) >= _BATCH_BUFFERS:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if self._queue is None:
+            # Small files (a sidecar, a thumbnail) never start a thread: finish() writes them inline.
+            self._queue = queue.Queue(maxsize=_QUEUED_BATCHES)
+            self._writer = threading.Thread(target=self._write_batches, name="pixazo-write", daemon=True)
+            self._writer.start()
+        self._queue.put(batch)
+
+    def _write_batches(self) -> None:
+        assert self._queue is not None
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write_batch(batch)
+                except BaseException as err:  # kept for the caller; keep draining so put() never blocks
+                    self._error = err
+
+    def _write_batch(self, batch: list[Buffer]) -> None:
+        # One buffer per batch: one write and one hash update, each a single release of the GIL.
+        # Per 64 KiB piece, this thread would wait for the GIL again after every piece (up to the 5 ms
+        # switch interval while the download thread runs), which cost more than this one copy.
+        data = batch[0] if len(batch) == 1 else b"".join(batch)
+        _write_all(self._fd, data)
+        self.sha256.update(data)
+        self._written += len(data)
+        if self._local and self._written - self._advised >= WRITEBACK_WINDOW:
+            _start_writeback(self._fd, self._advised, self._written - self._advised)
+            self._advised = self._written
+
+    def _stop_writer(self) -> None:
+        if self._queue is not None and self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._queue = self._writer = None
 
     def finish(self) -> None:
-        """Flush the bytes to disk; the file is complete."""
-        if not self._handle.closed:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
+        """Write what is left and flush a local file to disk (one fsync); the file is complete."""
+        if self._closed:
+            return
+        try:
+            if self._batch:
+                if self._queue is None:
+                    self._write_batch(self._batch)
+                else:
+                    self._hand_over()
+                self._batch = []
+            self._stop_writer()
+            if self._error is not None:
+                raise self._error
+            if self._local:
+                os.fsync(self._fd)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self._stop_writer()
+        if not self._closed:
+            self._closed = True
+            os.close(self._fd)
 
     def discard(self) -> None:
         """Remove the temporary file, if it is still there."""
-        self._handle.close()
+        self._batch = []
+        self._close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.name)
 
@@ -117,6 +204,25 @@ def _upload_options(protocol: str, size: int, content_type: str) -> dict[str, An
     if protocol in _GCS_PROTOCOLS:
         return {"content_type": content_type, "chunksize": UPLOAD_PART_SIZE}
     return {}
+
+
+def _write_all(fd: int, data: Buffer) -> None:
+    """Write all of ``data``, finishing a short write."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """
+    Ask the kernel to start writing this range to disk now (Linux; elsewhere a no-op).
+
+    POSIX_FADV_DONTNEED starts an asynchronous write-back of dirty pages (and drops only pages already
+    clean), so the final fsync finds most of the file on disk already. It is advice: failures are ignored.
+    """
+    if _HAS_FADVISE:
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def existing_size(target: ObjectStoragePath) -> int | None:

@@ -622,5 +622,5 @@ def test_one_failure_aborts_the_other_downloads(
 
     with pytest.raises(PixazoDownloadError, match="not a PNG"):
         make_op(destination=str(tmp_path)).execute({})
-    assert served_chunks == 1  # image 1 stopped at its next chunk instead of finishing
+    assert served_chunks <= 1  # image 1 stopped at its next chunk (or before it) instead of finishing
     assert all_files(tmp_path) == []
