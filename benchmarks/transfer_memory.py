@@ -276,31 +276,46 @@ def measure(kind: str, root: str, images: int, size: int, repeat: int) -> dict[s
     use_curl = curl_url is not None and shutil.which("curl") is not None
     if use_curl:
         curl_fsync(curl_url, root, "curl-warmup", images, size)  # type: ignore[arg-type]
+    load_before = os.getloadavg()[0]
     seconds: list[float] = []
     curl_seconds: list[float] = []
     transfer_seconds: list[float] = []
+    cpu: list[float] = []
+    curl_cpu: list[float] = []
+
+    def curl_pass(run: int) -> None:
+        elapsed, used = curl_fsync(curl_url, root, f"curl{run}", images, size)  # type: ignore[arg-type]
+        curl_seconds.append(elapsed)
+        curl_cpu.append(used)
+
     for run in range(repeat):
         tag = f"timed{run}"
         curl_first = use_curl and run % 2 == 0
         if curl_first:
-            curl_seconds.append(curl_fsync(curl_url, root, f"curl{run}", images, size))  # type: ignore[arg-type]
+            curl_pass(run)
         phases.clear()
+        cpu_before = cpu_seconds(resource.RUSAGE_SELF)
         started = time.perf_counter()
         one(REQUEST_ID, tag)
         seconds.append(time.perf_counter() - started)
+        cpu.append(cpu_seconds(resource.RUSAGE_SELF) - cpu_before)
         transfer_seconds.append(sum(phases))
         if use_curl and not curl_first:
-            curl_seconds.append(curl_fsync(curl_url, root, f"curl{run}", images, size))  # type: ignore[arg-type]
+            curl_pass(run)
         if kind == "ours-local":
             shutil.rmtree(os.path.join(root, tag))
     row["seconds"] = seconds
     row["mb_per_s"] = images * size / MB / statistics.median(seconds)
+    # CPU does not depend on what the neighbours do: the figure to compare on a busy machine.
+    row["cpu_s_per_gib"] = statistics.median(cpu) / (images * size / (1024 * MB))
+    row["loadavg_1min"] = [load_before, os.getloadavg()[0]]
     if any(transfer_seconds):
         row["transfer_seconds"] = transfer_seconds
         row["transfer_mb_per_s"] = images * size / MB / statistics.median(transfer_seconds)
     if use_curl:
         row["curl_seconds"] = curl_seconds
         row["curl_mb_per_s"] = images * size / MB / statistics.median(curl_seconds)
+        row["curl_cpu_s_per_gib"] = statistics.median(curl_cpu) / (images * size / (1024 * MB))
         # Same pass, same neighbours: time ratio curl/ours is our share of curl's throughput.
         row["ratio"] = statistics.median(c / o for c, o in zip(curl_seconds, seconds, strict=True))
     return row
@@ -386,26 +401,35 @@ def run_measure_child(kind: str, root: str, args: argparse.Namespace) -> dict[st
             f"ours/curl per pass, median {row['ratio']:.2f}",
             flush=True,
         )
+        print(
+            f"{'CPU':10} ours {row['cpu_s_per_gib']:.2f} s/GiB, curl+fsync {row['curl_cpu_s_per_gib']:.2f} s/GiB; "
+            f"1-min load average {row['loadavg_1min'][0]:.1f} before, {row['loadavg_1min'][1]:.1f} after "
+            f"(2 cores: above 2, neighbours compete for the CPU)",
+            flush=True,
+        )
     elif kind == "ours-local":
         print(f"{'curl+fsync':10} skipped: curl is not on the PATH", flush=True)
+        print(f"{'CPU':10} ours {row['cpu_s_per_gib']:.2f} s/GiB", flush=True)
     return row
 
 
 # -- curl + fsync, inside the measuring process ---------------------------------------------------
 
 
-def curl_fsync(origin: str, root: str, tag: str, images: int, size: int) -> float:
+def curl_fsync(origin: str, root: str, tag: str, images: int, size: int) -> tuple[float, float]:
     """
-    Seconds for ``curl -s -o FILE URL`` then ``fsync(FILE)`` of every image, ``MAX_CONCURRENCY`` at a time.
+    (seconds, CPU seconds) for ``curl -s -o FILE URL`` then ``fsync(FILE)`` of every image.
 
     One curl, or ``xargs -P MAX_CONCURRENCY`` curls; then the files are fsynced by as many threads (curl
-    itself never fsyncs). The files are checked for size and removed.
+    itself never fsyncs). CPU counts the curl processes and the fsync calls. The files are checked for
+    size and removed.
     """
     curl = shutil.which("curl")
     assert curl is not None
     directory = os.path.join(root, tag)
     os.makedirs(directory)
     pairs = [(os.path.join(directory, f"{i}.png"), f"{origin}{media_path(REQUEST_ID, i)}") for i in range(images)]
+    cpu_before = cpu_seconds(resource.RUSAGE_SELF) + cpu_seconds(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     if images == 1:
         subprocess.run([curl, "-s", "-o", pairs[0][0], pairs[0][1]], check=True)
@@ -419,10 +443,16 @@ def curl_fsync(origin: str, root: str, tag: str, images: int, size: int) -> floa
     with concurrent.futures.ThreadPoolExecutor(MAX_CONCURRENCY) as pool:
         list(pool.map(fsync_path, [path for path, _ in pairs]))
     elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(resource.RUSAGE_SELF) + cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
     for path, _ in pairs:
         assert os.path.getsize(path) == size, "curl wrote the wrong size"
     shutil.rmtree(directory)
-    return elapsed
+    return elapsed, cpu
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def fsync_path(path: str) -> None:
