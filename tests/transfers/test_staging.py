@@ -185,3 +185,19 @@ def test_identical_target_is_left_alone_and_a_different_one_needs_overwrite(tmp_
         staged.commit(overwrite=False, log=LOG)
     staged.discard()
     assert os.listdir(tmp_path) == ["0.png"]
+
+
+def test_a_short_writev_is_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_writev = os.writev
+
+    def short(fd: int, buffers: Any) -> int:
+        return real_writev(fd, [bytes(buffers[0])[:100]])  # the kernel may write less than asked
+
+    monkeypatch.setattr(_staging.os, "writev", short)
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        _staging._write_all(fd, [b"a" * 300, memoryview(b"b" * 50), b"c" * 7])
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"a" * 300 + b"b" * 50 + b"c" * 7
