@@ -85,7 +85,16 @@ def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[PixazoEmulator]:
         yield emu
 
 
-def _run_docstring_example() -> Any:
+@pytest.fixture
+def example_run(
+    airflow_db: None, emulator: PixazoEmulator, no_default_aws_credentials: None, named_aws_connection: str
+) -> PixazoEmulator:
+    """Everything the docstring example needs but the Variable naming its connection; returns the emulator."""
+    return emulator
+
+
+def _run_docstring_example(monkeypatch: pytest.MonkeyPatch, *, images_conn_id: str) -> Any:
+    """``dag.test()`` of the example, with the ``images_conn_id`` Variable its ``dest_conn_id`` renders from."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
@@ -93,6 +102,7 @@ def _run_docstring_example() -> Any:
     assert bag.import_errors == {}, bag.import_errors
     dag = bag.get_dag(DAG_ID)
     assert dag is not None
+    monkeypatch.setenv("AIRFLOW_VAR_IMAGES_CONN_ID", images_conn_id)
     DagBundlesManager().sync_bundles_to_db()
     sync_bag_to_db(bag, "dags-folder", None)
     return dag.test()
@@ -105,19 +115,12 @@ def _states(dag_run: Any) -> dict[str, str]:
 @pytest.mark.integration
 @pytest.mark.dagrun
 def test_docstring_example_uploads_through_the_rendered_named_connection(
-    airflow_db: None,
-    emulator: PixazoEmulator,
-    no_default_aws_credentials: None,
-    named_aws_connection: str,
-    s3_client: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    example_run: PixazoEmulator, s3_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_VAR_IMAGES_CONN_ID", named_aws_connection)
-
-    dag_run = _run_docstring_example()
+    dag_run = _run_docstring_example(monkeypatch, images_conn_id=NAMED_CONN)
 
     assert _states(dag_run) == {"generate": "success", "store": "success"}
-    (job,) = emulator.requests.values()
+    (job,) = example_run.requests.values()
     assert job.body["prompt"] == PROMPT  # params rendered into the generate task
     keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=BUCKET, Prefix=f"images/{job.request_id}/")["Contents"]}
     assert keys == {f"images/{job.request_id}/0.png", f"images/{job.request_id}/provenance.json"}
@@ -133,20 +136,13 @@ def test_docstring_example_uploads_through_the_rendered_named_connection(
 @pytest.mark.integration
 @pytest.mark.dagrun
 def test_docstring_example_with_an_unknown_connection_fails_before_any_download(
-    airflow_db: None,
-    emulator: PixazoEmulator,
-    no_default_aws_credentials: None,
-    named_aws_connection: str,
-    s3_client: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    example_run: PixazoEmulator, s3_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_VAR_IMAGES_CONN_ID", "aws_typo")
-
-    dag_run = _run_docstring_example()
+    dag_run = _run_docstring_example(monkeypatch, images_conn_id="aws_typo")
 
     assert _states(dag_run) == {"generate": "success", "store": "failed"}
-    (job,) = emulator.requests.values()
-    assert not [c for c in emulator.calls if c.kind == "media"]
+    (job,) = example_run.requests.values()
+    assert not [c for c in example_run.calls if c.kind == "media"]
     listed = s3_client.list_objects_v2(Bucket=BUCKET, Prefix=f"images/{job.request_id}/")
     assert listed.get("KeyCount", 0) == 0
 
