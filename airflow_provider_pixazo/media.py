@@ -91,7 +91,7 @@ def image_to_reference(
         if not text:
             raise PixazoValidationError(parameter, source, "a path, an object storage URI or an https URL")
     # A named connection that does not exist must not turn into the store's default credentials.
-    require_storage_connection(conn_parameter, conn_id)
+    conn_id = require_storage_connection(conn_parameter, conn_id)
     # Imported here: ObjectStoragePath pulls in fsspec, which a DAG file parse should not pay for.
     from airflow.sdk import ObjectStoragePath
 

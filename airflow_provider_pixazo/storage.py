@@ -10,22 +10,32 @@ Pixazo connection itself (the hook reads that one and fails on its own).
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_provider_pixazo.exceptions import PixazoValidationError
 
 __all__ = ["require_storage_connection"]
 
 
-def require_storage_connection(parameter: str, conn_id: str | None) -> None:
+#: What a template renders when it means "no connection": Jinja turns None into "None" unless the DAG
+#: renders native objects, and ``{{ var.value.get('x', '') }}`` gives "".
+_NO_CONNECTION = ("", "None")
+
+
+def require_storage_connection(parameter: str, conn_id: Any) -> str | None:
     """
-    Refuse a connection id that names no Airflow connection; None (the store's defaults) passes.
+    The connection id to use: None for none, else an id that names an existing Airflow connection.
+
+    None, an empty string and ``"None"`` (what a template renders for a missing value) all mean "no
+    connection": the store's default credential chain. Any other id must exist.
 
     :param parameter: the parameter the id came from, for the error (``dest_conn_id``, ``images_conn_id``).
     :param conn_id: the connection id, already rendered.
     :raises PixazoValidationError: naming ``parameter`` and the id, when no such connection exists.
     """
-    if conn_id is None:
-        return
-    if not isinstance(conn_id, str) or not conn_id.strip():
+    if conn_id is None or (isinstance(conn_id, str) and conn_id.strip() in _NO_CONNECTION):
+        return None
+    if not isinstance(conn_id, str):
         raise PixazoValidationError(parameter, conn_id, "the id of an Airflow connection, or None")
     # Imported here: the Task SDK's connection lookup is not needed to parse a DAG file.
     from airflow.sdk import BaseHook
@@ -40,3 +50,4 @@ def require_storage_connection(parameter: str, conn_id: str | None) -> None:
             "the id of an existing Airflow connection (none is defined under this id; nothing was read or "
             "written, and default credentials are never used in its place)",
         ) from None
+    return conn_id

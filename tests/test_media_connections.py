@@ -69,3 +69,10 @@ def test_s3_image_is_read_through_the_named_connection(
     reference = image_to_reference(f"s3://{s3_bucket}/inputs/in.png", parameter="images[0]", conn_id=AWS_CONN_ID)
 
     assert reference == "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+@pytest.mark.parametrize("nothing", ["", "None"])
+def test_a_template_rendering_nothing_reads_without_a_connection(nothing: str, tmp_path: Any) -> None:
+    path = tmp_path / "in.png"
+    path.write_bytes(_png())
+    assert image_to_reference(str(path), parameter="images[0]", conn_id=nothing).startswith("data:image/png;base64,")
