@@ -117,13 +117,14 @@ def resolve_destination(destination: Any, conn_id: str | None = None) -> ObjectS
 
     Accepts a URI (``file://``, ``s3://bucket/prefix``, ``gs://``, ``abfs://``...), a bare local path
     (made absolute, as ``file://``) or an ``ObjectStoragePath``; ``conn_id``, when given, is the
-    connection its credentials come from; it must exist (never a silent fall-back to default credentials).
+    connection its credentials come from; it must exist (never a silent fall-back to default credentials),
+    but None, ``""`` and ``"None"`` (what a template renders for "no value") mean the store's defaults.
 
     :raises PixazoValidationError: naming ``destination``, or ``dest_conn_id`` when no such connection exists.
     """
     from airflow.sdk import ObjectStoragePath
 
-    require_storage_connection("dest_conn_id", conn_id)
+    conn_id = require_storage_connection("dest_conn_id", conn_id)
     if isinstance(destination, ObjectStoragePath):
         source: Any = destination
     elif isinstance(destination, str | os.PathLike):

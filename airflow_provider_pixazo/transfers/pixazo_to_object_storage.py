@@ -87,8 +87,9 @@ class PixazoToObjectStorageOperator(BaseOperator):
     :param destination: where to write (templated): a local path, a ``file://``, ``s3://bucket/prefix``,
         ``gs://``, ``abfs://``... URI, or an ``ObjectStoragePath``.
     :param dest_conn_id: the Airflow connection holding the destination's credentials (templated; for
-        object stores). None uses the store's default credential chain; an id naming no connection fails
-        the task with :class:`PixazoValidationError` before anything is downloaded or written.
+        object stores). None (or a template rendering ``""`` or ``"None"``) uses the store's default
+        credential chain; an id naming no connection fails the task with :class:`PixazoValidationError`
+        before anything is downloaded or written.
     :param pixazo_conn_id: the Pixazo connection (templated; only the status call uses the API key).
     :param overwrite: replace an existing file whose content differs. When False (the default) such a
         file fails the task with :class:`PixazoDestinationConflictError`; identical files never fail.

@@ -178,11 +178,20 @@ def test_unknown_dest_conn_id_names_the_parameter_and_id_before_any_http(pixazo_
         resolve_destination(str(tmp_path), "aws_does_not_exist")
 
 
-@pytest.mark.parametrize("bad", ["", "   ", 42])
+@pytest.mark.parametrize("bad", [42, ["aws_images"]])
 def test_malformed_dest_conn_id_is_refused(bad: Any) -> None:
     with pytest.raises(PixazoValidationError) as caught:
         resolve_destination("s3://my-bucket/images", bad)
     assert caught.value.parameter == "dest_conn_id"
+
+
+@pytest.mark.parametrize("nothing", [None, "", "  ", "None"])
+def test_a_template_rendering_nothing_means_the_default_credentials(nothing: Any, tmp_path: Path) -> None:
+    # "{{ var.value.get('conn', '') }}" renders "", "{{ ... or None }}" renders "None" (no native rendering).
+    path = resolve_destination(str(tmp_path), nothing)
+    assert path.path == str(tmp_path)
+    s3 = resolve_destination("s3://my-bucket/images", nothing)
+    assert s3.conn_id is None
 
 
 def test_both_connection_ids_render_from_a_template(tmp_path: Path) -> None:
