@@ -19,6 +19,7 @@ import secrets
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_pixazo.exceptions import PixazoDestinationConflictError, PixazoValidationError
@@ -56,10 +57,10 @@ class StagedFile:
     durable by one ``fsync`` before they are published; remote ones are staged in the system temp
     directory, then uploaded in one call (the upload is what makes them durable).
 
-    :meth:`write` only gathers the caller's buffers into batches of ``BATCH_BYTES``; a writer thread writes
-    each batch (one ``writev``) and hashes it (hashlib releases the GIL on large buffers), so disk and
-    SHA-256 overlap with the network.
-    At most ``BATCH_BYTES * (_QUEUED_BATCHES + 2)`` bytes are held, however large the file.
+    :meth:`write` only gathers the caller's buffers into batches of ``BATCH_BYTES``; two threads take
+    each batch, one writing it (one ``writev``), one hashing it. Both calls release the GIL, so the
+    network, the disk and SHA-256 (the largest CPU cost) run side by side on as many cores as are free.
+    At most ``BATCH_BYTES * (2 * _QUEUED_BATCHES + 3)`` bytes are held, however large the file.
     """
 
     def __init__(self, target: ObjectStoragePath, content_type: str) -> None:
@@ -81,10 +82,9 @@ class StagedFile:
         self._closed = False
         self._batch: list[Buffer] = []
         self._batch_bytes = 0
-        self._written = 0  # bytes the writer thread has written (its own counter)
+        self._written = 0  # bytes the writing thread has written (its own counter)
         self._advised = 0  # bytes already handed to the kernel's write-back
-        self._queue: queue.Queue[list[Buffer] | None] | None = None
-        self._writer: threading.Thread | None = None
+        self._workers: list[tuple[queue.Queue[list[Buffer] | None], threading.Thread]] = []
         self._error: BaseException | None = None
 
     def write(self, chunk: Buffer) -> None:
@@ -101,51 +101,56 @@ class StagedFile:
 
     def _hand_over(self) -> None:
         batch, self._batch, self._batch_bytes = self._batch, [], 0
-        if self._queue is None:
-            # Small files (a sidecar, a thumbnail) never start a thread: finish() writes them inline.
-            self._queue = queue.Queue(maxsize=_QUEUED_BATCHES)
-            self._writer = threading.Thread(target=self._write_batches, name="pixazo-write", daemon=True)
-            self._writer.start()
-        self._queue.put(batch)
+        if not self._workers:
+            # Small files (a sidecar, a thumbnail) never start a thread: finish() handles them inline.
+            for work, name in ((self._write_batch, "pixazo-write"), (self._hash_batch, "pixazo-hash")):
+                source: queue.Queue[list[Buffer] | None] = queue.Queue(maxsize=_QUEUED_BATCHES)
+                worker = threading.Thread(target=self._drain, args=(source, work), name=name, daemon=True)
+                worker.start()
+                self._workers.append((source, worker))
+        for source, _ in self._workers:
+            source.put(batch)
 
-    def _write_batches(self) -> None:
-        assert self._queue is not None
-        while (batch := self._queue.get()) is not None:
+    def _drain(self, source: queue.Queue[list[Buffer] | None], work: Callable[[list[Buffer]], None]) -> None:
+        while (batch := source.get()) is not None:
             if self._error is None:
                 try:
-                    self._write_batch(batch)
+                    work(batch)
                 except BaseException as err:  # kept for the caller; keep draining so put() never blocks
                     self._error = err
 
     def _write_batch(self, batch: list[Buffer]) -> None:
-        # The pieces as they came (no joined copy: this thread allocates nothing big, and the bytes are
-        # copied once, into the page cache); hashlib and writev both run without the GIL.
+        # The pieces as they came: no joined copy, the bytes are copied once, into the page cache.
         _write_all(self._fd, batch)
-        for buffer in batch:
-            self.sha256.update(buffer)
         self._written += sum(len(buffer) for buffer in batch)
         if self._local and self._written - self._advised >= WRITEBACK_WINDOW:
             _start_writeback(self._fd, self._advised, self._written - self._advised)
             self._advised = self._written
 
-    def _stop_writer(self) -> None:
-        if self._queue is not None and self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
-            self._queue = self._writer = None
+    def _hash_batch(self, batch: list[Buffer]) -> None:
+        for buffer in batch:
+            self.sha256.update(buffer)
+
+    def _stop_workers(self) -> None:
+        workers, self._workers = self._workers, []
+        for source, _ in workers:
+            source.put(None)
+        for _, worker in workers:
+            worker.join()
 
     def finish(self) -> None:
-        """Write what is left and flush a local file to disk (one fsync); the file is complete."""
+        """Write and hash what is left, flush a local file to disk (one fsync); the file is complete."""
         if self._closed:
             return
         try:
             if self._batch:
-                if self._queue is None:
-                    self._write_batch(self._batch)
-                else:
+                if self._workers:
                     self._hand_over()
+                else:
+                    self._write_batch(self._batch)
+                    self._hash_batch(self._batch)
                 self._batch = []
-            self._stop_writer()
+            self._stop_workers()
             if self._error is not None:
                 raise self._error
             if self._local:
@@ -154,7 +159,7 @@ class StagedFile:
             self._close()
 
     def _close(self) -> None:
-        self._stop_writer()
+        self._stop_workers()
         if not self._closed:
             self._closed = True
             os.close(self._fd)

@@ -28,7 +28,7 @@ def pieces(total: int, seed: bytes = b"pixazo") -> list[bytes]:
 
 
 def writer_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "pixazo-write"]
+    return [t for t in threading.enumerate() if t.name in ("pixazo-write", "pixazo-hash")]
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_large_file_is_written_hashed_and_published_once(tmp_path: Path, fsyncs:
     staged = StagedFile(target, "image/png")
     for chunk in chunks:
         staged.write(chunk)
-    assert writer_threads(), "a large file is written by the writer thread"
+    assert {t.name for t in writer_threads()} == {"pixazo-write", "pixazo-hash"}, "a large file has its own threads"
     assert not (tmp_path / "out" / "0.png").exists()  # nothing under the final name before commit
 
     assert staged.commit(overwrite=False, log=LOG) == "written"
@@ -100,10 +100,11 @@ def test_memory_held_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     producer.start()
     # The writer is stuck on its first batch: the producer must block, not buffer the whole file.
     assert not done.wait(timeout=0.5)
-    assert staged._queue is not None
-    queued = staged._queue.qsize() + 1  # + the batch being written
-    peak = (queued * BATCH_BYTES) + staged._batch_bytes
-    assert peak <= 4 * BATCH_BYTES
+    queues = [source for source, _ in staged._workers]
+    assert len(queues) == 2
+    # The write queue is full, the hash queue drained; a batch sits in the writer, one in the producer.
+    held = max(source.qsize() for source in queues) + 1 + 1
+    assert held * BATCH_BYTES + staged._batch_bytes <= 5 * BATCH_BYTES
     release.set()
     producer.join(timeout=30)
     assert done.is_set()
