@@ -15,6 +15,7 @@ import httpx
 
 from airflow_provider_pixazo.exceptions import PixazoValidationError
 from airflow_provider_pixazo.hooks._settings import origin_of
+from airflow_provider_pixazo.storage import require_storage_connection
 
 if TYPE_CHECKING:
     from airflow_provider_pixazo.hooks._settings import ConnectionSettings
@@ -59,7 +60,12 @@ def extension_for(media_type: str | None, head: bytes = b"") -> str:
 
 
 def image_to_reference(
-    source: Any, *, parameter: str, conn_id: str | None = None, max_bytes: int = MAX_INPUT_IMAGE_BYTES
+    source: Any,
+    *,
+    parameter: str,
+    conn_id: str | None = None,
+    max_bytes: int = MAX_INPUT_IMAGE_BYTES,
+    conn_parameter: str = "images_conn_id",
 ) -> str:
     """
     Turn one input image into what Pixazo accepts: an https URL or a ``data:image/...;base64`` URI.
@@ -72,7 +78,9 @@ def image_to_reference(
     :param parameter: the parameter name to use in errors (``images[0]``, ``mask``).
     :param conn_id: the Airflow connection for object-storage URIs (an AWS one for ``s3://``...).
     :param max_bytes: the largest file accepted.
-    :raises PixazoValidationError: for http URLs, unreadable paths, files too big or not images.
+    :param conn_parameter: the parameter ``conn_id`` came from, for the error when it names no connection.
+    :raises PixazoValidationError: for http URLs, unreadable paths, files too big or not images, and for a
+        ``conn_id`` that names no Airflow connection (checked before anything is read).
     """
     if isinstance(source, str):
         source = text = source.strip()
@@ -82,6 +90,8 @@ def image_to_reference(
             raise PixazoValidationError(parameter, source, "Pixazo fetches input images over https only")
         if not text:
             raise PixazoValidationError(parameter, source, "a path, an object storage URI or an https URL")
+    # A named connection that does not exist must not turn into the store's default credentials.
+    conn_id = require_storage_connection(conn_parameter, conn_id)
     # Imported here: ObjectStoragePath pulls in fsspec, which a DAG file parse should not pay for.
     from airflow.sdk import ObjectStoragePath
 
@@ -100,7 +110,7 @@ def image_to_reference(
         )
     if size == 0:
         raise PixazoValidationError(parameter, str(source), "a non-empty PNG, JPEG or WebP file")
-    with path.open("rb") as handle:
+    with path.fs.open(path.path, "rb") as handle:
         data = handle.read(max_bytes + 1)
     media_type = sniff_media_type(data[:SNIFF_BYTES])
     if media_type is None:

@@ -1,0 +1,66 @@
+"""Where the transfer writes: path templates, destinations and layouts, checked without any I/O."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from airflow.sdk import ObjectStoragePath
+
+from airflow_provider_pixazo.exceptions import PixazoValidationError
+from airflow_provider_pixazo.transfers._destination import check_layout, is_local, uri_of
+from airflow_provider_pixazo.transfers._provenance import sidecar_relative_path
+from airflow_provider_pixazo.transfers.pixazo_to_object_storage import resolve_destination, validate_path_template
+
+RID = "gpt-image-2_019d0000-aaaa-bbbb-cccc-000000000001"
+
+
+def test_validate_path_template_accepts_safe_patterns() -> None:
+    assert validate_path_template("{request_id}/{index}.{ext}") == "{request_id}/{index}.{ext}"
+    assert validate_path_template("a/b/{request_id}_{index:04d}.{ext}")
+
+
+def test_resolve_destination_forms(tmp_path: Path) -> None:
+    assert resolve_destination(str(tmp_path)).path == str(tmp_path)
+    assert resolve_destination(tmp_path).protocol == "file"
+    s3 = resolve_destination("s3://bucket/prefix")
+    assert (s3.protocol, s3.path) == ("s3", "bucket/prefix")
+    assert uri_of(s3) == "s3://bucket/prefix"
+    assert not is_local(s3)
+    given = ObjectStoragePath(f"file://{tmp_path}")
+    assert resolve_destination(given).path == str(tmp_path)
+    assert is_local(given)
+    with pytest.raises(PixazoValidationError, match="bucket"):
+        resolve_destination("s3://")
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{request_id}/{index}.{ext}", f"{RID}/provenance.json"),
+        ("gallery/{request_id}-{index:03d}.{ext}", f"gallery/{RID}.provenance.json"),
+        ("{index}/{request_id}.{ext}", f"{RID}/provenance.json"),
+        ("{request_id}_{index}.{ext}", f"{RID}.provenance.json"),
+    ],
+)
+def test_sidecar_goes_beside_the_images_when_they_share_a_directory(template: str, expected: str) -> None:
+    assert sidecar_relative_path(template, RID) == expected
+
+
+def test_layout_refuses_two_images_on_one_path() -> None:
+    check_layout("{request_id}/{index}.{ext}", RID, "image/png", 3, f"{RID}/provenance.json")
+    with pytest.raises(PixazoValidationError, match=r"image 1 and image 0 both map to"):
+        check_layout("{request_id}.{ext}", RID, "image/png", 2, None)
+
+
+def test_layout_refuses_an_image_on_the_sidecar() -> None:
+    with pytest.raises(PixazoValidationError, match="the provenance sidecar"):
+        check_layout("{request_id}/provenance.json", RID, "image/png", 1, f"{RID}/provenance.json")
+    # Without a sidecar that path is free.
+    check_layout("{request_id}/provenance.json", RID, "image/png", 1, None)
+
+
+def test_layout_with_a_generic_media_type_checks_every_extension() -> None:
+    # Image 0 as .jpg and image 1 as .png cannot collide, but {index} is still needed for two images.
+    with pytest.raises(PixazoValidationError, match="add \\{index\\}"):
+        check_layout("{request_id}.{ext}", RID, "application/octet-stream", 2, None)
