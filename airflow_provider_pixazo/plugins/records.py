@@ -32,7 +32,7 @@ def record_failure(context: Mapping[str, Any], result: Any) -> None:
         data = result.to_dict() if hasattr(result, "to_dict") else None
     if not isinstance(data, Mapping) or data.get("status") not in ("FAILED", "ERROR"):
         return
-    context["ti"].xcom_push(key=FAILURE_XCOM_KEY, value=dict(data))
+    _push(context, FAILURE_XCOM_KEY, dict(data))
 
 
 def stored_summary(
@@ -66,4 +66,11 @@ def record_stored(context: Mapping[str, Any], summary: Mapping[str, Any]) -> Non
     :param context: the task's execution context.
     :param summary: what :func:`stored_summary` returned.
     """
-    context["ti"].xcom_push(key=STORED_XCOM_KEY, value=dict(summary))
+    _push(context, STORED_XCOM_KEY, dict(summary))
+
+
+def _push(context: Mapping[str, Any], key: str, value: Any) -> None:
+    # A context without a task instance (an operator's execute called directly) has nowhere to record.
+    ti = context.get("ti") or context.get("task_instance")
+    if ti is not None:
+        ti.xcom_push(key=key, value=value)

@@ -113,6 +113,9 @@ class PixazoRequestSensor(BaseSensorOperator):
         :param context: the task's execution context.
         :param event: the trigger's event payload (see :mod:`airflow_provider_pixazo.events`).
         """
+        from airflow_provider_pixazo.plugins.records import record_failure
+
+        record_failure(context, event)  # a FAILED/ERROR result, for the Pixazo view
         try:
             result = result_from_event(event)
         except PixazoError as err:
@@ -132,6 +135,9 @@ class PixazoRequestSensor(BaseSensorOperator):
             return None
         if result.status in (RequestStatus.FAILED, RequestStatus.ERROR):
             self.log.error("Pixazo request %s ended %s: %s", request_id, result.status.value, result.error)
+            from airflow_provider_pixazo.plugins.records import record_failure
+
+            record_failure(context, result)
             result.raise_for_failure()
         if result.status is not RequestStatus.COMPLETED:
             self.log.info("Pixazo request %s is %s", request_id, result.status.value)

@@ -455,6 +455,14 @@ class PixazoToObjectStorageOperator(BaseOperator):
         if self.write_provenance:
             provenance_uri = self._write_sidecar(root / sidecar_rel, result, records, provenance, context)
         self._emit_asset_events(context, request_id, uris, result.model_id, provenance_uri)
+        # For the Pixazo view and OpenLineage: what was written where, with sizes and checksums.
+        from airflow_provider_pixazo.plugins import records as ui_records
+
+        sources = [_strip_query(url) for url in result.media_urls]
+        self._pixazo_stored = ui_records.stored_summary(
+            request_id, [r.to_dict() for r in records], provenance_uri, sources
+        )
+        ui_records.record_stored(context, self._pixazo_stored)
         written = sum(record.outcome != "unchanged" for record in records)
         self.log.info("Done: %d image(s) written, %d unchanged", written, len(records) - written)
         return uris
@@ -662,6 +670,12 @@ class PixazoToObjectStorageOperator(BaseOperator):
         for outlet in self.outlets:
             if isinstance(outlet, Asset | AssetRef):
                 outlet_events[outlet].extra.update(extra)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the media URLs read in; every written image and the provenance sidecar out."""
+        from airflow_provider_pixazo.lineage import transfer_lineage
+
+        return transfer_lineage(getattr(self, "_pixazo_stored", None))
 
 
 # -- helpers --------------------------------------------------------------------------------------
