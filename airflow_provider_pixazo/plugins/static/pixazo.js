@@ -96,7 +96,8 @@
     (result.media_urls || []).forEach((url, index) =>
       grid.append(thumbnail(url, params.prompt, storedByIndex[index])));
     if (!grid.childElementCount) grid.append(el("p", { class: "muted" }, "No images yet."));
-    section.append(grid);
+    const layout = el("div", { class: "layout" }, grid);
+    section.append(layout);
 
     const facts = el("table", { class: "facts" });
     const duration = typeof result.duration_seconds === "number" ? `${result.duration_seconds.toFixed(1)} s` : null;
@@ -109,8 +110,9 @@
       row("Submitted", result.created_at), row("Completed", result.completed_at), row("Duration", duration),
       row("Pixazo error", result.error),
     ]) if (item) facts.append(item);
-    section.append(facts);
-    if (result.error) section.append(el("p", { class: "error", role: "alert" }, result.error));
+    const side = el("div", { class: "side" }, facts);
+    if (result.error) side.append(el("p", { class: "error", role: "alert" }, result.error));
+    layout.append(side);
 
     if (stored && stored.files && stored.files.length) {
       const table = el("table", { class: "stored" },
