@@ -95,8 +95,16 @@ def _params_of(task: TaskRecord) -> dict[str, Any]:
     if task.kind == "edit":
         images = task.rendered.get("images")
         if images:
-            params["images"] = images if isinstance(images, list) else [images]
+            params["images"] = [_short_input(i) for i in (images if isinstance(images, list) else [images])]
     return params
+
+
+def _short_input(value: Any) -> str:
+    # Inline images are megabytes of base64: the view names them instead of shipping them.
+    text = str(value)
+    if text.startswith("data:"):
+        return f"{text.split(',', 1)[0]},… ({len(text)} characters)"
+    return text
 
 
 def _result_view(data: Mapping[str, Any]) -> dict[str, Any]:

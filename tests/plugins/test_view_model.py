@@ -152,3 +152,19 @@ def test_unrendered_template_is_not_a_request_id() -> None:
     view = build_run_view("d", "r", tasks)
     assert view["requests"] == {}
     assert view["tasks"][0]["request_id"] is None
+
+
+def test_edit_inputs_are_listed_and_inline_images_named_not_shipped() -> None:
+    inline = "data:image/png;base64," + "A" * 5000
+    tasks = [
+        TaskRecord(
+            "edit",
+            -1,
+            "PixazoEditImageOperator",
+            "success",
+            xcom={"return_value": "gpt-image-2_7"},
+            rendered={"prompt": "p", "images": ["s3://b/in.png", inline]},
+        )
+    ]
+    params = build_run_view("d", "r", tasks)["requests"]["gpt-image-2_7"]["params"]
+    assert params["images"] == ["s3://b/in.png", "data:image/png;base64,… (5022 characters)"]
