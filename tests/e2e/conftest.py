@@ -63,6 +63,18 @@ CHROMIUM_FLAGS = (
 )
 
 
+#: Per-test timeout here: the first test also pays for the session's stack (three `dags test` runs,
+#: fifty mapped task instances among them), which takes minutes on a busy 2-core machine.
+E2E_TIMEOUT = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -259,7 +271,7 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowS
         procs.run("pools-set", AIRFLOW, "pools", "set", "pixazo", "4", "Pixazo submits", timeout=120)
         daily_env = {**run_env, "AIRFLOW_VAR_PIXAZO_DESTINATION": str(stored)}
         procs.run("dags-test-daily", AIRFLOW, "dags", "test", "pixazo_daily_content", timeout=300, env=daily_env)
-        procs.run("dags-test-fifty", AIRFLOW, "dags", "test", "pixazo_ui_fifty", timeout=300, env=run_env)
+        procs.run("dags-test-fifty", AIRFLOW, "dags", "test", "pixazo_ui_fifty", timeout=600, env=run_env)
 
         server = procs.start("api-server", AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(ui_port))
         _wait_until_healthy(ui_url, server, logs / "api-server.log")
