@@ -85,4 +85,6 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_provider_pixazo.links.pixazo.PixazoImageLink",
         ],
         "connection-types": [CONNECTION_TYPE],
+        # The Pixazo tab and run gallery in Airflow's UI (>= 3.1); see airflow_provider_pixazo/plugins.
+        "plugins": [{"name": "pixazo", "plugin-class": "airflow_provider_pixazo.plugins.plugin.PixazoUIPlugin"}],
     }

@@ -154,6 +154,9 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the trigger fired: publish the result, or fail with Pixazo's reason."""
+        from airflow_provider_pixazo.plugins.records import record_failure
+
+        record_failure(context, event)  # a FAILED/ERROR result, for the Pixazo view
         result = result_from_event(event)
         return self._publish(context, result)
 
@@ -336,6 +339,12 @@ class PixazoEditImageOperator(_PixazoSubmitOperator):
             None if self.mask is None else image_to_reference(self.mask, parameter="mask", conn_id=self.images_conn_id)
         )
         return build_edit_request(self.prompt, references, mask=mask, **self._request_arguments())
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the stored (object storage, local) and https input images and mask."""
+        from airflow_provider_pixazo.lineage import edit_lineage
+
+        return edit_lineage(self.images, self.mask)
 
 
 def _fingerprint(request: SubmitRequest) -> str:

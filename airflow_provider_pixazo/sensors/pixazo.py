@@ -101,7 +101,7 @@ class PixazoRequestSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         try:
-            result = self._completed_result()
+            result = self._completed_result(context)
         except AirflowFailException as err:
             if self.soft_fail or self.never_fail:
                 raise AirflowSkipException(f"Skipping: {err}") from err
@@ -125,7 +125,7 @@ class PixazoRequestSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Check once: done with the result when COMPLETED, raise when FAILED or ERROR, else False."""
-        result = self._completed_result()
+        result = self._completed_result(context)
         if result is None:
             return False
         return PokeReturnValue(is_done=True, xcom_value=self._publish(context, result))
@@ -137,6 +137,9 @@ class PixazoRequestSensor(BaseSensorOperator):
         :param context: the task's execution context.
         :param event: the trigger's event payload (see :mod:`airflow_provider_pixazo.events`).
         """
+        from airflow_provider_pixazo.plugins.records import record_failure
+
+        record_failure(context, event)  # a FAILED/ERROR result, for the Pixazo view
         try:
             result = result_from_event(event)
         except PixazoError as err:
@@ -144,9 +147,11 @@ class PixazoRequestSensor(BaseSensorOperator):
             raise
         return self._publish(context, result)
 
-    def _completed_result(self) -> RequestResult | None:
+    def _completed_result(self, context: Context) -> RequestResult | None:
         """
         Read the status once: the result when COMPLETED, None while waiting (or after a transient error).
+
+        A FAILED or ERROR result is recorded for the Pixazo view (``context``) before it is raised.
 
         :raises PixazoRequestFailedError: when the request ended FAILED (``...ErroredError`` for ERROR).
         """
@@ -160,6 +165,9 @@ class PixazoRequestSensor(BaseSensorOperator):
             return None
         if result.status in (RequestStatus.FAILED, RequestStatus.ERROR):
             self.log.error("Pixazo request %s ended %s: %s", request_id, result.status.value, result.error)
+            from airflow_provider_pixazo.plugins.records import record_failure
+
+            record_failure(context, result)
             result.raise_for_failure()
         if result.status is not RequestStatus.COMPLETED:
             self.log.info("Pixazo request %s is %s", request_id, result.status.value)

@@ -32,7 +32,7 @@ from airflow_provider_pixazo.transfers._destination import (
     uri_of,
     validate_path_template,
 )
-from airflow_provider_pixazo.transfers._downloads import download_all
+from airflow_provider_pixazo.transfers._downloads import download_all, strip_query
 from airflow_provider_pixazo.transfers._provenance import (
     PROVENANCE_FILE_NAME,
     sidecar_relative_path,
@@ -205,6 +205,14 @@ class PixazoToObjectStorageOperator(BaseOperator):
             {"request_id": request_id, "uris": uris, "model_id": result.model_id, "provenance_uri": provenance_uri},
             self.log,
         )
+        # For the Pixazo view and OpenLineage: what was written where, with sizes and checksums.
+        from airflow_provider_pixazo.plugins import records as ui_records
+
+        sources = [strip_query(url) for url in result.media_urls]
+        self._pixazo_stored = ui_records.stored_summary(
+            request_id, [r.to_dict() for r in records], provenance_uri, sources
+        )
+        ui_records.record_stored(context, self._pixazo_stored)
         written = sum(record.outcome != "unchanged" for record in records)
         self.log.info("Done: %d image(s) written, %d unchanged", written, len(records) - written)
         return uris
@@ -216,6 +224,12 @@ class PixazoToObjectStorageOperator(BaseOperator):
             raise PixazoRequestNotCompletedError(result.request_id, result.status)
         if not result.media_urls:
             raise PixazoDownloadError(f"Pixazo request {result.request_id} is COMPLETED but lists no media URL")
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the media URLs read in; every written image and the provenance sidecar out."""
+        from airflow_provider_pixazo.lineage import transfer_lineage
+
+        return transfer_lineage(getattr(self, "_pixazo_stored", None))
 
 
 def _is_jinja(value: str) -> bool:

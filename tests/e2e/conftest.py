@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,6 +32,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = ROOT / "example_dags"
+#: DAGs only the browser tests run (the fifty-prompt gallery); linked beside the examples.
+TEST_DAGS = Path(__file__).resolve().parent / "dags"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -60,6 +63,18 @@ CHROMIUM_FLAGS = (
 )
 
 
+#: Per-test timeout here: the first test also pays for the session's stack (three `dags test` runs,
+#: fifty mapped task instances among them), which takes minutes on a busy 2-core machine.
+E2E_TIMEOUT = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -83,6 +98,13 @@ class AirflowStack:
     api_key: str
     run_id: str
     logs: Path
+    #: The environment the stack's processes run with (a second api-server reuses it).
+    env: dict[str, str] | None = None
+    #: Finished runs of ``pixazo_daily_content`` and of the fifty-prompt ``pixazo_ui_fifty``.
+    daily_run_id: str | None = None
+    fifty_run_id: str | None = None
+    #: Where the daily run's transfer stored its images.
+    stored: Path | None = None
 
     def api(self) -> httpx.Client:
         """A client for the REST API (no login: the simple auth manager makes everyone admin)."""
@@ -155,14 +177,22 @@ class _Processes:
             self.stop(proc)
 
 
-def _subprocess_env(home: Path, ui_port: int) -> dict[str, str]:
+def _dags_folder(base: Path) -> Path:
+    folder = base / "dags"
+    folder.mkdir()
+    for source in [*sorted(EXAMPLE_DAGS.glob("*.py")), *sorted(TEST_DAGS.glob("*.py"))]:
+        (folder / source.name).symlink_to(source)
+    return folder
+
+
+def _subprocess_env(home: Path, ui_port: int, dags: Path = EXAMPLE_DAGS) -> dict[str, str]:
     # The suite's conftest points AIRFLOW_HOME at .airflow-home/test for the test process; the stack
     # gets its own home and none of the caller's AIRFLOW_* settings or connections.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLE_DAGS),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__AUTH_MANAGER": (
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -173,6 +203,8 @@ def _subprocess_env(home: Path, ui_port: int) -> dict[str, str]:
             "AIRFLOW__API__PORT": str(ui_port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{ui_port}",
             "AIRFLOW__API__WORKERS": "1",
+            # Known to the tests, so they can sign (expired) tokens the way Airflow does.
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             # Nothing leaves the machine: no usage data, no version check.
             "SCARF_ANALYTICS": "false",
@@ -208,7 +240,8 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowS
     logs.mkdir()
     ui_port = _free_port()
     ui_url = f"http://127.0.0.1:{ui_port}"
-    env = _subprocess_env(home, ui_port)
+    stored = base / "stored"
+    env = _subprocess_env(home, ui_port, _dags_folder(base))
     procs = _Processes(env, logs)
     emulator: subprocess.Popen[bytes] | None = None
     try:
@@ -234,21 +267,33 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowS
         conn = {"conn_type": "pixazo", "host": emulator_url, "password": API_KEY}
         run_env = {**env, "AIRFLOW_CONN_PIXAZO_DEFAULT": json.dumps(conn)}
         procs.run("dags-test", AIRFLOW, "dags", "test", DAG_ID, timeout=300, env=run_env)
+        # The daily pipeline (mapped generate -> wait -> store) and fifty mapped prompts, for the Pixazo view.
+        procs.run("pools-set", AIRFLOW, "pools", "set", "pixazo", "4", "Pixazo submits", timeout=120)
+        daily_env = {**run_env, "AIRFLOW_VAR_PIXAZO_DESTINATION": str(stored)}
+        procs.run("dags-test-daily", AIRFLOW, "dags", "test", "pixazo_daily_content", timeout=300, env=daily_env)
+        procs.run("dags-test-fifty", AIRFLOW, "dags", "test", "pixazo_ui_fifty", timeout=600, env=run_env)
 
         server = procs.start("api-server", AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(ui_port))
         _wait_until_healthy(ui_url, server, logs / "api-server.log")
 
-        runs = httpx.get(f"{ui_url}/api/v2/dags/{DAG_ID}/dagRuns", timeout=30).json()["dag_runs"]
-        finished = [r for r in runs if r["state"] == "success"]
-        assert finished, f"no successful {DAG_ID} run: {runs}"
+        def finished_run(dag_id: str) -> str:
+            runs = httpx.get(f"{ui_url}/api/v2/dags/{dag_id}/dagRuns", timeout=30).json()["dag_runs"]
+            finished = [r for r in runs if r["state"] == "success"]
+            assert finished, f"no successful {dag_id} run: {runs}"
+            return str(finished[0]["dag_run_id"])
+
         sys.stderr.write(f"\n[e2e] stack ready in {time.monotonic() - started:.1f}s (logs: {logs})\n")
         yield AirflowStack(
             home=home,
             ui_url=ui_url,
             emulator_url=emulator_url,
             api_key=API_KEY,
-            run_id=finished[0]["dag_run_id"],
+            run_id=finished_run(DAG_ID),
             logs=logs,
+            env=env,
+            daily_run_id=finished_run("pixazo_daily_content"),
+            fifty_run_id=finished_run("pixazo_ui_fifty"),
+            stored=stored,
         )
     finally:
         procs.stop_all()

@@ -121,7 +121,10 @@ def test_poke_raises_with_pixazo_text(
     with pytest.raises(error_cls, match="moderation_blocked: unsafe prompt") as info:
         make_sensor().poke(context)
     assert info.value.request_id == REQUEST_ID  # type: ignore[attr-defined]
-    assert context["ti"].pushed == {}
+    # No result, no images: only the failure, recorded for the Pixazo view in the UI.
+    assert set(context["ti"].pushed) == {"pixazo_failure"}
+    assert context["ti"].pushed["pixazo_failure"]["error"] == "moderation_blocked: unsafe prompt"
+    assert context["ti"].pushed["pixazo_failure"]["status"] == remote
 
 
 def test_poke_treats_transient_errors_as_not_yet(
@@ -259,7 +262,10 @@ def test_execute_complete_raises_typed_errors(
 ) -> None:
     with pytest.raises(error_cls, match=text):
         make_sensor().execute_complete(context, event)
-    assert context["ti"].pushed == {}
+    # Nothing but, for a FAILED/ERROR result, the failure the Pixazo view in the UI shows.
+    assert set(context["ti"].pushed) <= {"pixazo_failure"}
+    if context["ti"].pushed:
+        assert context["ti"].pushed["pixazo_failure"] == event["result"]
 
 
 def test_auth_event_keeps_http_status(context: dict[str, Any]) -> None:

@@ -1,0 +1,183 @@
+// The Pixazo view. Data comes from the plugin's JSON endpoints with the session cookie Airflow's UI
+// holds; every prompt, URL, id and error is put in the page as text (textContent), never as HTML.
+"use strict";
+(function () {
+  const body = document.body;
+  const root = document.getElementById("pixazo");
+  const cfg = body.dataset;
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined) continue;
+      if (name === "class") node.className = value;
+      else node.setAttribute(name, String(value));
+    }
+    for (const child of children) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function taskUrl(task) {
+    const base = `${cfg.ui}/dags/${encodeURIComponent(cfg.dagId)}/runs/${encodeURIComponent(cfg.runId)}` +
+      `/tasks/${encodeURIComponent(task.task_id)}`;
+    return task.map_index >= 0 ? `${base}/mapped/${task.map_index}` : base;
+  }
+
+  // The view runs in Airflow's iframe: move the UI itself (same origin) rather than the frame.
+  function taskLink(task, label) {
+    const href = taskUrl(task);
+    const link = el("a", { href, class: "task-link" }, label);
+    link.addEventListener("click", (event) => {
+      try {
+        const top = window.top;
+        if (top && top !== window && top.location.origin === window.location.origin) {
+          event.preventDefault();
+          top.history.pushState({}, "", href);
+          top.dispatchEvent(new PopStateEvent("popstate"));
+        }
+      } catch (err) { /* not allowed: follow the link in the frame */ }
+    });
+    return link;
+  }
+
+  function formatBytes(size) {
+    if (typeof size !== "number") return "";
+    if (size < 1024) return `${size} B`;
+    if (size < 1024 * 1024) return `${(size / 1024).toFixed(1)} KiB`;
+    return `${(size / 1024 / 1024).toFixed(2)} MiB`;
+  }
+
+  function lightbox(url, caption) {
+    const overlay = el("div", { class: "lightbox", role: "dialog", "aria-label": "Full-size image" },
+      el("img", { src: url, alt: caption || "Pixazo image" }),
+      el("p", { class: "caption" }, caption || ""));
+    overlay.addEventListener("click", () => overlay.remove());
+    document.addEventListener("keydown", function close(event) {
+      if (event.key === "Escape") { overlay.remove(); document.removeEventListener("keydown", close); }
+    });
+    body.append(overlay);
+  }
+
+  // A thumbnail that turns into a placeholder with the stored URI when the image no longer loads.
+  function thumbnail(url, caption, storedUri) {
+    const figure = el("figure", { class: "thumb" });
+    const img = el("img", { src: url, alt: caption || "Pixazo image", loading: "eager", decoding: "async" });
+    img.addEventListener("click", () => lightbox(url, caption));
+    img.addEventListener("error", () => {
+      const placeholder = el("div", { class: "placeholder", role: "img", "aria-label": "Image unavailable" },
+        el("strong", {}, "Image no longer available"),
+        el("span", { class: "uri" }, storedUri ? `Stored at ${storedUri}` : url));
+      img.replaceWith(placeholder);
+      figure.classList.add("broken");
+    });
+    figure.append(img);
+    return figure;
+  }
+
+  function row(label, value) {
+    if (value === null || value === undefined || value === "") return null;
+    return el("tr", {}, el("th", { scope: "row" }, label), el("td", {}, value));
+  }
+
+  function renderRequest(request) {
+    const result = request.result || {};
+    const params = request.params || {};
+    const stored = request.stored;
+    const storedByIndex = {};
+    for (const file of (stored && stored.files) || []) storedByIndex[file.index] = file.uri;
+    const section = el("section", { class: "request", "data-request-id": request.request_id });
+    const status = result.status || "UNKNOWN";
+    section.append(el("h2", {}, "Request ", el("code", {}, request.request_id), " ",
+      el("span", { class: `status status-${status.toLowerCase()}` }, status)));
+    const grid = el("div", { class: "grid" });
+    (result.media_urls || []).forEach((url, index) =>
+      grid.append(thumbnail(url, params.prompt, storedByIndex[index])));
+    if (!grid.childElementCount) grid.append(el("p", { class: "muted" }, "No images yet."));
+    const layout = el("div", { class: "layout" }, grid);
+    section.append(layout);
+
+    const facts = el("table", { class: "facts" });
+    const duration = typeof result.duration_seconds === "number" ? `${result.duration_seconds.toFixed(1)} s` : null;
+    for (const item of [
+      row("Prompt", params.prompt), row("Model", params.model || result.model_id), row("Size", params.size),
+      row("Quality", params.quality), row("Format", params.output_format || result.media_type),
+      row("Images (n)", params.n ?? (result.media_urls || []).length),
+      row("Input images", (params.images || []).join("\n")),
+      row("Request id", request.request_id), row("Status", status),
+      row("Submitted", result.created_at), row("Completed", result.completed_at), row("Duration", duration),
+      row("Pixazo error", result.error),
+    ]) if (item) facts.append(item);
+    const side = el("div", { class: "side" }, facts);
+    if (result.error) side.append(el("p", { class: "error", role: "alert" }, result.error));
+    layout.append(side);
+
+    if (stored && stored.files && stored.files.length) {
+      const table = el("table", { class: "stored" },
+        el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", {}, "Stored at"), el("th", {}, "Size"),
+          el("th", {}, "SHA-256"))));
+      const tbody = el("tbody");
+      for (const file of stored.files) {
+        tbody.append(el("tr", {}, el("td", {}, file.index), el("td", { class: "uri" }, file.uri || ""),
+          el("td", {}, formatBytes(file.size)), el("td", { class: "sha" }, file.sha256 || "")));
+      }
+      table.append(tbody);
+      section.append(el("h3", {}, "Stored files"), table);
+      if (stored.provenance_uri) section.append(el("p", {}, "Provenance: ", el("code", {}, stored.provenance_uri)));
+    }
+    const tasks = el("p", { class: "muted" }, "Tasks: ");
+    (request.tasks || []).forEach((task, i) => {
+      if (i) tasks.append(", ");
+      tasks.append(taskLink(task, task.map_index >= 0 ? `${task.task_id} [${task.map_index}]` : task.task_id));
+    });
+    section.append(tasks);
+    return section;
+  }
+
+  function renderTask(view) {
+    root.replaceChildren();
+    if (!view.requests.length) {
+      root.append(el("p", { class: "muted empty" },
+        view.tasks.length ? "This task has no Pixazo request recorded yet." : "This task is not a Pixazo task."));
+      return;
+    }
+    for (const request of view.requests) root.append(renderRequest(request));
+  }
+
+  function renderRun(view) {
+    root.replaceChildren();
+    const count = view.images.length;
+    root.append(el("h1", {}, `Pixazo gallery — ${count} image${count === 1 ? "" : "s"}`));
+    if (!count) { root.append(el("p", { class: "muted empty" }, "No Pixazo images in this run.")); return; }
+    const grid = el("div", { class: "grid gallery" });
+    for (const image of view.images) {
+      const figure = thumbnail(image.url, image.prompt, image.stored_uri);
+      const label = image.map_index >= 0 ? `${image.task_id} [${image.map_index}]` : image.task_id;
+      figure.append(el("figcaption", {}, el("span", { class: "prompt" }, image.prompt || "(no prompt recorded)"),
+        taskLink(image, label)));
+      grid.append(figure);
+    }
+    root.append(grid);
+  }
+
+  function fail(message) {
+    root.replaceChildren(el("p", { class: "error", role: "alert" }, message));
+  }
+
+  fetch(cfg.api, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    .then(async (response) => {
+      if (!response.ok) {
+        const text = response.status === 401 || response.status === 403
+          ? "You are not allowed to see this run's Pixazo images (sign in again?)."
+          : `Could not load the Pixazo view (HTTP ${response.status}).`;
+        fail(text);
+        return;
+      }
+      const view = await response.json();
+      if (cfg.view === "run") renderRun(view); else renderTask(view);
+    })
+    .catch((err) => fail(`Could not load the Pixazo view: ${err}`))
+    .finally(() => root.setAttribute("aria-busy", "false"));
+})();
