@@ -51,6 +51,10 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 Origin = tuple[bytes, bytes, int]
 
 
+# Seconds aclose() waits for closing connections before it aborts them.
+_CLOSE_GRACE = 1.0
+
+
 class _Connection:
     __slots__ = ("absolute_form", "extra_headers", "h11", "idle_since", "reader", "writer")
 
@@ -139,11 +143,19 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             self._slots.release()
 
     async def aclose(self) -> None:
-        """Close every idle connection."""
-        for conns in self._idle.values():
-            for conn in conns:
-                conn.close()
+        """Close every idle connection, and wait (briefly) until they are closed."""
+        writers = [conn.writer for conns in self._idle.values() for conn in conns]
         self._idle.clear()
+        for writer in writers:
+            writer.close()
+        # A TLS connection closes only after its close_notify exchange: without this wait, a loop that
+        # ends right after aclose() leaves the socket to the garbage collector (a ResourceWarning).
+        try:
+            async with asyncio.timeout(_CLOSE_GRACE):
+                await asyncio.gather(*(writer.wait_closed() for writer in writers), return_exceptions=True)
+        except TimeoutError:
+            for writer in writers:
+                writer.transport.abort()
 
     def _checkout(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
