@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 import httpx
 
-from airflow_provider_pixazo.exceptions import (
-    PixazoError,
+from airflow_provider_pixazo.error_mapping import (
     error_from_exception,
     error_from_response,
     parse_retry_after,
     uncertain_submit,
 )
+from airflow_provider_pixazo.exceptions import PixazoError
 
 __all__ = ["Outcome", "RetryPolicy", "drive_async", "drive_sync", "exchange", "parse_retry_after", "should_retry"]
 

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_provider_pixazo.error_mapping import error_from_exception, error_from_response
 from airflow_provider_pixazo.exceptions import (
     PixazoAPIError,
     PixazoAuthError,
@@ -15,8 +16,6 @@ from airflow_provider_pixazo.exceptions import (
     PixazoNotFoundError,
     PixazoRateLimitError,
     PixazoServerError,
-    error_from_exception,
-    error_from_response,
 )
 
 # -- error mapping ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import time
 import httpx
 import pytest
 
+from airflow_provider_pixazo.error_mapping import error_from_exception
 from airflow_provider_pixazo.exceptions import (
     PixazoAuthError,
     PixazoBadRequestError,
@@ -14,7 +15,6 @@ from airflow_provider_pixazo.exceptions import (
     PixazoNotFoundError,
     PixazoRateLimitError,
     PixazoServerError,
-    error_from_exception,
 )
 from airflow_provider_pixazo.retry import RetryPolicy, parse_retry_after, should_retry
 

@@ -44,13 +44,12 @@ from typing import Any, Protocol
 import httpx
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from airflow_provider_pixazo.error_mapping import error_from_exception, error_from_response
 from airflow_provider_pixazo.exceptions import (
     PixazoAuthError,
     PixazoError,
     PixazoRateLimitError,
     PixazoValidationError,
-    error_from_exception,
-    error_from_response,
 )
 from airflow_provider_pixazo.hooks import _clients
 from airflow_provider_pixazo.hooks._auth import API_KEY_HEADER

@@ -13,7 +13,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from airflow_provider_pixazo.exceptions import PixazoTLSError, error_from_exception
+from airflow_provider_pixazo.error_mapping import error_from_exception
+from airflow_provider_pixazo.exceptions import PixazoTLSError
 from airflow_provider_pixazo.hooks._transport import KeepAliveTransport
 from airflow_provider_pixazo.testing.emulator import PixazoEmulator
 from airflow_provider_pixazo.testing.pytest_plugin import ThrowawayCA
