@@ -78,6 +78,10 @@ class SubmitRequest:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+#: Options whose accepted values differ by model: option name -> the :class:`ModelSpec` field listing them.
+_MODEL_CHOICES = {"background": "backgrounds"}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """
@@ -91,7 +95,8 @@ class ModelSpec:
         this model's API expects.
     :param sizes: the fixed sizes accepted (``auto`` included).
     :param custom_sizes: whether any ``WxH`` within OpenAI's limits is accepted too.
-    :param backgrounds: accepted ``background`` values.
+    :param backgrounds: the values this model accepts for the option it is named for (see
+        :data:`_MODEL_CHOICES`).
     """
 
     name: str
@@ -124,19 +129,22 @@ class ModelSpec:
         options = ImageOptions(**given)
         if options.size is not None:
             self._check_size(options.size)
-        if options.background is not None and options.background not in self.backgrounds:
-            raise PixazoValidationError(
-                "background",
-                options.background,
-                f"{self.name} has no transparent background; use opaque or auto"
-                if options.background == "transparent"
-                else f"one of {', '.join(self.backgrounds)}",
-            )
+        for name, listed_in in _MODEL_CHOICES.items():
+            value = getattr(options, name)
+            allowed: tuple[str, ...] = getattr(self, listed_in)
+            if value is not None and value not in allowed:
+                raise PixazoValidationError(name, value, self._choice_problem(name, listed_in, value, allowed))
         return options
 
     def wire_body(self, options: ImageOptions) -> dict[str, Any]:
         """The options that are set, under this model's wire names."""
         return {self.wire_names[name]: value for name, value in options.given().items()}
+
+    def _choice_problem(self, name: str, listed_in: str, value: Any, allowed: tuple[str, ...]) -> str:
+        # A value another model takes is a choice this model lacks; anything else is just not a choice.
+        if any(value in getattr(spec, listed_in) for spec in MODELS.values()):
+            return f"{self.name} has no {value} {name}; use {' or '.join(allowed)}"
+        return f"one of {', '.join(allowed)}"
 
     def _check_size(self, value: Any) -> None:
         if value in self.sizes:

@@ -133,8 +133,8 @@ class PixazoHook(BaseHook):
 
         :param prompt: what to draw.
         :param model: ``gpt-image-2`` (default) or ``gpt-image-1.5``.
-        :param params: ``size, quality, background, n, output_format, output_compression, moderation,
-            extra_params, webhook_url, webhook_mode``, validated before any HTTP call.
+        :param params: the image options (:class:`~airflow_provider_pixazo.options.ImageOptions`) and
+            ``extra_params, webhook_url, webhook_mode``, validated before any HTTP call.
         """
         return self.submit(build_generate_request(prompt, model=model, **params))
 

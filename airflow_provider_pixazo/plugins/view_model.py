@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_pixazo.options import IMAGE_OPTIONS
+
 __all__ = ["OPERATOR_KINDS", "PIXAZO_XCOM_KEYS", "TaskRecord", "build_run_view", "build_task_view"]
 
 #: The provider's task classes and what the view calls them.
@@ -26,7 +28,8 @@ OPERATOR_KINDS = {
 }
 #: XCom keys the view reads (``return_value`` only of Pixazo tasks).
 PIXAZO_XCOM_KEYS = ("return_value", "pixazo_result", "pixazo_failure", "pixazo_stored")
-_PARAMS = ("prompt", "model", "size", "quality", "output_format", "n", "background", "moderation")
+#: The rendered parameters shown for a request: the prompt, the model and the image options.
+_PARAMS = ("prompt", "model", *IMAGE_OPTIONS)
 
 
 @dataclass

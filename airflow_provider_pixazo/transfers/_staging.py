@@ -88,7 +88,7 @@ class StagedFile:
         self._error: BaseException | None = None
 
     def write(self, chunk: Buffer) -> None:
-        """Take ``chunk`` (it must not change afterwards); written and hashed in the background."""
+        """Take ``chunk`` (it must not change afterwards); written and hashed off the caller's thread."""
         if self._error is not None:
             raise self._error
         if not chunk:
