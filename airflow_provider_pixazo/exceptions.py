@@ -239,6 +239,9 @@ class PixazoTimeoutError(PixazoError, AirflowFailException):
     :param last_status: the last status seen, if any.
     """
 
+    # Deliberate twin of PixazoDestinationConflictError.__init__ (same shape): each error keeps its
+    # facts as typed attributes for handlers and says them in its message; a shared helper would hide
+    # the attributes from type checkers and readers.
     def __init__(self, request_id: str, timeout: float, last_status: str | None = None) -> None:
         self.request_id = request_id
         self.timeout = timeout
@@ -297,6 +300,8 @@ class PixazoDestinationConflictError(PixazoError, AirflowFailException):
     :param new_sha256: the SHA-256 of that image.
     """
 
+    # Deliberate twin of PixazoTimeoutError.__init__ (same shape): facts as typed attributes, and in
+    # the message.
     def __init__(self, uri: str, *, existing_size: int | None, new_size: int, new_sha256: str) -> None:
         self.uri = uri
         self.existing_size = existing_size

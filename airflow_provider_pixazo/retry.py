@@ -125,6 +125,9 @@ def drive_sync(
     stream: bool = False,
 ) -> httpx.Response:
     """Run :func:`exchange` with a sync client."""
+    # Deliberate twin of drive_async (as httpx keeps Client and AsyncClient apart): one flow, two
+    # drivers that differ only in how they sleep and send; one merged driver would have to be async,
+    # and the sync hook must run without an event loop.
     try:
         step = next(flow)
         while True:
@@ -153,6 +156,7 @@ async def drive_async(
     client: httpx.AsyncClient,
 ) -> httpx.Response:
     """Run :func:`exchange` with an async client."""
+    # Deliberate twin of drive_sync (see there): the same loop with await.
     try:
         step = next(flow)
         while True:
