@@ -52,6 +52,8 @@ class ProxyProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()  # else its pipe is left to the GC (a ResourceWarning, an error here)
 
 
 def start_proxy(log: Path, auth: str | None = None) -> ProxyProcess:
@@ -62,6 +64,8 @@ def start_proxy(log: Path, auth: str | None = None) -> ProxyProcess:
     line = process.stdout.readline()
     if not line.startswith("PORT "):
         process.kill()
+        process.wait(timeout=5)
+        process.stdout.close()
         raise RuntimeError(f"forward proxy did not start: {line!r}")
     return ProxyProcess(process, int(line.split()[1]), log)
 
