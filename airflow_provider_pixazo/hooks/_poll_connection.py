@@ -24,7 +24,7 @@ from airflow_provider_pixazo.hooks._settings import ConnectionSettings, origin_o
 from airflow_provider_pixazo.hooks._waits import Clock, Wait
 from airflow_provider_pixazo.responses import STATUS_PATH
 
-__all__ = ["PolledConnection"]
+__all__ = ["PolledConnection", "read_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,13 @@ SETTINGS_TTL = 30.0
 #: A refused key re-reads the connection at most once in this many seconds (thousands of waits refused
 #: one after the other cost a read every few seconds, not one each).
 REREAD_AFTER_REFUSAL = 5.0
+
+
+async def read_connection(conn_id: str) -> Any:
+    """Airflow's async connection lookup: the poller's default way to read its connection."""
+    from airflow.sdk import BaseHook
+
+    return await BaseHook.aget_connection(conn_id)
 
 
 class PolledConnection:

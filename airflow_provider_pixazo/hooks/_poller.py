@@ -1,14 +1,13 @@
 """
 One status poller per event loop and connection, shared by every waiting ``PixazoRequestTrigger``.
 
-A triggerer may hold thousands of waits on one Pixazo key; each polling on its own made the loop
-ignore the gateway's rate limit and spent most of a poll's CPU in per-trigger machinery. Here one
-:class:`StatusPoller` keeps **one schedule** for them all: due polls sit in one heap, earliest due
-first (a long wait is never starved by many short ones; a wait's last poll is due at its deadline),
-and a second heap holds deadlines, so a wait ends at most :data:`DEADLINE_GRACE` seconds after its
-deadline even when its poll is held back or unanswered. Polls go straight through the shared
-keep-alive transport (:func:`~airflow_provider_pixazo.hooks._clients.shared_async_transport`, with the
-connection's proxy and TLS settings); only ``status`` is read until it is terminal.
+A triggerer may hold thousands of waits on one Pixazo key; polling each on its own ignored the
+gateway's rate limit and wasted CPU. One :class:`StatusPoller` keeps **one schedule** for them all:
+due polls in one heap, earliest first (a long wait is never starved by many short ones; a wait's
+last poll is due at its deadline), deadlines in a second heap, so a wait ends at most
+:data:`DEADLINE_GRACE` seconds after its deadline even when its poll is held back or unanswered.
+Polls go straight through the shared keep-alive transport (with the connection's proxy and TLS
+settings); only ``status`` is read until it is terminal.
 
 Not here: the rate learned from 429s (:mod:`._pacing`), the connection read, its re-reads and the
 prebuilt requests (:mod:`._poll_connection`), the clock and the wait records (:mod:`._waits`).
@@ -33,6 +32,7 @@ from airflow_provider_pixazo.exceptions import PixazoAuthError, PixazoError, Pix
 from airflow_provider_pixazo.hooks import _clients
 from airflow_provider_pixazo.hooks._pacing import Pacing
 from airflow_provider_pixazo.hooks._poll_connection import REREAD_AFTER_REFUSAL, SETTINGS_TTL, PolledConnection
+from airflow_provider_pixazo.hooks._poll_connection import read_connection as _read_connection  # tests patch it here
 from airflow_provider_pixazo.hooks._settings import ConnectionSettings
 from airflow_provider_pixazo.hooks._waits import BACKOFF_FACTOR, Clock, SystemClock, UpdateCallback, Wait, WaitEnd
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus, validate_request_id
@@ -49,12 +49,6 @@ MIN_POLL_BUDGET = 30.0
 DEADLINE_GRACE = 1.0
 
 _STATUSES: dict[Any, RequestStatus] = {s.value: s for s in RequestStatus}
-
-
-async def _read_connection(conn_id: str) -> Any:
-    from airflow.sdk import BaseHook
-
-    return await BaseHook.aget_connection(conn_id)
 
 
 class StatusPoller:
@@ -85,7 +79,6 @@ class StatusPoller:
             lambda settings: self._pacing.set_ceiling(settings.max_polls_per_second),
         )
         self._refreshing: asyncio.Task[None] | None = None
-        # Schedule
         self._live: set[Wait] = set()
         self._schedule: list[tuple[float, int, Wait]] = []
         self._deadlines: list[tuple[float, int, Wait]] = []
@@ -238,6 +231,14 @@ class StatusPoller:
             self._send(wait, now)
         self._arm(now)
 
+    async def _refresh(self) -> None:
+        try:
+            await self._conn.refresh()
+        finally:
+            self._refreshing = None
+        if self._live:
+            self._arm(self._clock.time())
+
     def _expire(self, now: float) -> None:
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
@@ -277,8 +278,8 @@ class StatusPoller:
             response.request = request  # as AsyncClient.send does: error messages name the call
             body = await response.aread()
         except httpx.TransportError as exc:
-            if not wait.done:
-                self._failed(wait, error_from_exception(exc))
+            if not wait.done:  # an untrusted certificate (PixazoTLSError) is terminal: it ends the wait
+                self._settle(wait, error_from_exception(exc))
             return
         code = response.status_code
         if code == 429:
@@ -291,10 +292,15 @@ class StatusPoller:
             self._answered(wait, body)
             return
         error = error_from_response(response, request_id=wait.request_id)
+        if isinstance(error, PixazoAuthError):
+            await self._refused(wait, error, settings)
+        else:
+            self._settle(wait, error)
+
+    def _settle(self, wait: Wait, error: PixazoError) -> None:
+        # A transient error is a blip: poll again. Any other ends the wait with it.
         if error.transient:
             self._failed(wait, error)
-        elif isinstance(error, PixazoAuthError):
-            await self._refused(wait, error, settings)
         else:
             self._end(wait, WaitEnd(error=error))
 
@@ -366,16 +372,6 @@ class StatusPoller:
             # Keep its place: it was due first, it goes first after the pause.
             self._push(wait, wait.due)
             self._arm(now)
-
-    # -- the connection -----------------------------------------------------------------------------
-
-    async def _refresh(self) -> None:
-        try:
-            await self._conn.refresh()
-        finally:
-            self._refreshing = None
-        if self._live:
-            self._arm(self._clock.time())
 
 
 # One poller per event loop and connection id. The loop is a weak key, so a finished loop (a test's,
