@@ -767,7 +767,10 @@ def test_https_emulator_fixture_points_the_connection_at_it(pixazo_https_emulato
 
     assert pixazo_https_emulator.url.startswith("https://127.0.0.1:")
     hook = PixazoHook()
-    assert isinstance(hook.settings.verify, str)  # the CA bundle path, not the default
-    ok, message = hook.test_connection()
+    try:
+        assert isinstance(hook.settings.verify, str)  # the CA bundle path, not the default
+        ok, message = hook.test_connection()
+    finally:
+        hook.close()
     assert ok, message
     assert pixazo_https_emulator.tls_failures == 0
