@@ -73,7 +73,7 @@ class PixazoRequestTrigger(BaseTrigger):
         max_poll_interval: float = 60.0,
         end_time: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is unannotated
         self.request_id = validate_request_id(request_id)
         self.pixazo_conn_id = pixazo_conn_id
         self.poll_interval = _positive("poll_interval", poll_interval)
