@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-from airflow.sdk import Connection
 
 from airflow_provider_pixazo.exceptions import (
     PixazoValidationError,
@@ -14,18 +12,6 @@ from airflow_provider_pixazo.exceptions import (
 from airflow_provider_pixazo.hooks._settings import ConnectionSettings
 from airflow_provider_pixazo.media import check_media_url
 from tests.conftest import API_KEY
-
-
-def _conn(**kwargs: Any) -> Connection:
-    extra = kwargs.pop("extra", None)
-    return Connection(
-        conn_id="pixazo_x",
-        conn_type="pixazo",
-        password=kwargs.pop("password", API_KEY),
-        extra=json.dumps(extra) if extra is not None else None,
-        **kwargs,
-    )
-
 
 # -- media URLs -------------------------------------------------------------------------------------
 
