@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+# The loopback moto server is the transfer suite's session fixture; one server serves both folders.
+from tests.transfers.conftest import moto_endpoint  # noqa: F401 (a fixture, taken by name)
+
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 
@@ -59,22 +62,11 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A real S3 API (moto's threaded server) on 127.0.0.1."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def s3_only_through(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], Any]]:
+def s3_only_through(
+    moto_endpoint: str,  # noqa: F811 (the imported fixture, by name)
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[[str, str], Any]]:
     """
     ``s3_only_through(conn_id, bucket)``: a bucket on moto that only AWS connection ``conn_id`` reaches.
 
