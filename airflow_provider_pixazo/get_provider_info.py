@@ -27,7 +27,9 @@ CONNECTION_TYPE: dict[str, Any] = {
         },
         "proxy": {
             "label": "Proxy URL",
-            "schema": {"type": ["string", "null"]},
+            # A proxy URL may carry a password: "password" makes Airflow's form a masked input and the
+            # widget sensitive. Airflow's API already shows any extra named "proxy" as "***".
+            "schema": {"type": ["string", "null"], "format": "password"},
             "description": (
                 "http(s):// URL of a proxy for every call (submits, status polls, downloads), e.g. "
                 "http://proxy.corp:3128 or http://user:password@proxy.corp:3128. Empty: HTTP_PROXY, "

@@ -77,3 +77,22 @@ def test_connection_form_declares_verify_and_proxy_as_the_hook_reads_them() -> N
             Connection(conn_id="form", conn_type="pixazo", password="k", extra=json.dumps(extra))
         )
         assert (settings.verify, settings.proxy) == (verify, proxy)
+
+
+def test_a_proxy_password_is_masked_where_airflow_shows_the_connection() -> None:
+    """Airflow's own providers manager and API response model, fed our metadata and a real connection."""
+    from airflow.api_fastapi.core_api.datamodels.connections import ConnectionResponse
+    from airflow.models.connection import Connection
+    from airflow.providers_manager import ProvidersManager
+
+    widget = ProvidersManager().connection_form_widgets["extra__pixazo__proxy"]
+    assert widget.is_sensitive  # the form renders a masked input
+    conn = Connection(
+        conn_id="pixazo_proxied",
+        conn_type="pixazo",
+        password="the-api-key",
+        extra=json.dumps({"proxy": "http://alice:s3cr3t-proxy-pass@proxy.corp:3128", "timeout": 30}),
+    )
+    shown = ConnectionResponse.model_validate(conn).model_dump_json()
+    assert "s3cr3t-proxy-pass" not in shown and "the-api-key" not in shown
+    assert json.loads(json.loads(shown)["extra"]) == {"proxy": "***", "timeout": 30}
