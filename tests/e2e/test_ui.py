@@ -134,6 +134,8 @@ def test_connection_form(browser: Any, airflow_stack: AirflowStack, screenshots:
     assert TIMEOUT_FIELD["description"] in group
     assert timeout.get_attribute("value") == str(TIMEOUT_FIELD["schema"]["default"])  # prefilled: 30
     _set_value(timeout, "10")
+    # A proxy URL may hold a password: a masked input, like the key.
+    assert dialog.find_element(By.NAME, "element_proxy").get_attribute("type") == "password"
     driver.save_screenshot(str(screenshots / "connection-form-timeout.png"))
 
     _click(driver, By.XPATH, "//*[@role='dialog']//button[normalize-space()='Standard Fields']")
