@@ -205,7 +205,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
                 ),
                 method_name="execute_complete",
             )
-        return self._publish(context, self._poll(request_id))
+        return self._publish(context, self._poll(context, request_id))
 
     def get_job_result(self, external_id: Any, context: Context) -> str:
         """The request id; with wait_for_completion, the result of a request already completed is published too."""
@@ -224,7 +224,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _poll(self, request_id: str) -> RequestResult:
+    def _poll(self, context: Context, request_id: str) -> RequestResult:
         deadline = time.monotonic() + self.timeout
         last: RequestStatus | None = None
         while True:
@@ -233,6 +233,11 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
                 self.log.info("Pixazo request %s is %s", request_id, result.status.value)
                 last = result.status
             if result.status.is_terminal:
+                if result.status is not RequestStatus.COMPLETED:
+                    from airflow_provider_pixazo.plugins.records import record_failure
+
+                    # As execute_complete does after a deferred wait: Pixazo's reason, for the Pixazo view.
+                    record_failure(context, result)
                 return result.raise_for_failure()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
