@@ -165,6 +165,10 @@ def _stored_view(task: TaskRecord) -> dict[str, Any] | None:
     return None
 
 
+def _servable(stored: Mapping[str, Any], file: Mapping[str, Any]) -> bool:
+    return stored.get("task") is not None and file.get("position") is not None
+
+
 def _task_key(task: TaskRecord) -> dict[str, Any]:
     return {"task_id": task.task_id, "map_index": task.map_index}
 
@@ -223,11 +227,11 @@ def build_run_view(dag_id: str, run_id: str, tasks: Iterable[TaskRecord]) -> dic
         urls = result.get("media_urls") or []
         stored = request["stored"] or {}
         stored_by_index = {f.get("index"): f for f in stored.get("files") or []}
-        # Every image Pixazo listed, and every stored one even when no task of the run saw the result.
-        indexes = sorted({*range(len(urls)), *(i for i in stored_by_index if isinstance(i, int))})
-        for index in indexes:
+        servable = {i for i, f in stored_by_index.items() if isinstance(i, int) and _servable(stored, f)}
+        # Every image Pixazo listed, and every servable stored copy even when no task of the run saw the result.
+        for index in sorted({*range(len(urls)), *servable}):
             file = stored_by_index.get(index) or {}
-            served = stored.get("task") is not None and file.get("position") is not None
+            served = index in servable
             images.append(
                 {
                     "url": urls[index] if index < len(urls) else None,

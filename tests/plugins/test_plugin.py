@@ -177,6 +177,7 @@ def test_every_data_route_uses_airflows_security_dependencies() -> None:
         "/ui/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
         "/api/dags/{dag_id}/runs/{run_id}",
         "/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+        "/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/stored/{position}",
     }
     for route in guarded:
         calls = dependency_calls(route.dependant)

@@ -92,13 +92,16 @@
     return figure;
   }
 
-  // Pixazo's images and the stored copies, by Pixazo's index: {index: {url, file}}.
+  // Pixazo's images with their stored copies, in Pixazo's order: [{url, file}]. A stored copy the
+  // route can serve is shown even when no task of the run saw Pixazo's URLs (as the run view does).
   function imagesOf(request) {
     const byIndex = new Map();
     (((request.result || {}).media_urls) || []).forEach((url, index) => byIndex.set(index, { url, file: null }));
     for (const file of ((request.stored && request.stored.files) || [])) {
       if (typeof file.index !== "number") continue;
-      byIndex.set(file.index, { url: (byIndex.get(file.index) || {}).url || null, file });
+      const known = byIndex.get(file.index);
+      if (known) known.file = file;
+      else if (storedRef(request.stored, file)) byIndex.set(file.index, { url: null, file });
     }
     return [...byIndex.entries()].sort((a, b) => a[0] - b[0]).map(([, image]) => image);
   }
@@ -148,7 +151,7 @@
     if (stored && stored.files && stored.files.length) {
       const table = el("table", { class: "stored" },
         el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", {}, "Stored at"), el("th", {}, "Size"),
-          el("th", {}, "SHA-256"), el("th", {}, ""))));
+          el("th", {}, "SHA-256"), el("th", {}, "Copy"))));
       const tbody = el("tbody");
       for (const file of stored.files) {
         const href = storedUrl(storedRef(stored, file));
