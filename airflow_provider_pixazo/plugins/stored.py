@@ -27,12 +27,15 @@ from sqlalchemy import select
 
 from airflow_provider_pixazo.plugins.records import STORED_XCOM_KEY
 
-__all__ = ["CHUNK_BYTES", "READABLE_SCHEMES", "StoredObject", "find_stored", "open_stored"]
+__all__ = ["CHUNK_BYTES", "READABLE_SCHEMES", "READ_BLOCK_BYTES", "StoredObject", "find_stored", "open_stored"]
 
 log = logging.getLogger(__name__)
 
-#: How much of an object is held in memory at a time while it is streamed.
+#: How much of an object is handed to the response at a time.
 CHUNK_BYTES = 64 * 1024
+#: How much an object store's file reads ahead. s3fs's default, 50 MiB, would hold a whole image in
+#: memory on the first read; this bounds what one stream holds whatever the object's size.
+READ_BLOCK_BYTES = 1024 * 1024
 #: Object stores the view reads from. Not http(s), ftp and the like: the api-server is no proxy.
 READABLE_SCHEMES = frozenset({"file", "s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "wasb", "wasbs"})
 
@@ -119,7 +122,7 @@ def open_stored(stored: StoredObject) -> tuple[Iterator[bytes], str, int | None]
         # error, never a fall-back to whatever credentials the api-server has.
         conn_id = require_storage_connection("dest_conn_id", stored.conn_id)
         path = ObjectStoragePath(stored.uri, conn_id=conn_id) if conn_id else ObjectStoragePath(stored.uri)
-        handle = path.open("rb")
+        handle = path.open("rb", block_size=READ_BLOCK_BYTES)
         head = handle.read(SNIFF_BYTES)
         size = getattr(handle, "size", None)
     except Exception as err:  # any failure to read is a 404 to the browser; the cause stays server-side

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 
-from airflow_provider_pixazo.plugins.stored import CHUNK_BYTES, StoredObject, open_stored
+from airflow_provider_pixazo.plugins.stored import CHUNK_BYTES, READ_BLOCK_BYTES, StoredObject, open_stored
 from tests.plugins.conftest import OUTSIDER, READER, StoredRun, token_for
 from tests.transfers.conftest import AWS_CONN_ID
 
@@ -161,24 +161,40 @@ def test_a_named_connection_that_is_gone_is_never_replaced_by_default_credential
     assert (b"".join(chunks), media_type, size) == (image.read_bytes(), "image/png", 72)
 
 
-def test_streaming_holds_one_chunk_at_a_time(tmp_path: Path) -> None:
-    big = tmp_path / "big.png"
-    with big.open("wb") as out:
-        out.write(PNG_MAGIC)
-        for _ in range(64):
-            out.write(b"\0" * (1024 * 1024))
-    opened = open_stored(StoredObject(uri=big.as_uri(), conn_id=None))
-    assert opened is not None
-    chunks, _, size = opened
-    digest = hashlib.sha256()
+def _streamed(stored: StoredObject) -> tuple[str, int | None, int]:
+    """Stream ``stored`` as the route does: its SHA-256, announced size, and the peak memory it took."""
     tracemalloc.start()
     try:
+        opened = open_stored(stored)
+        assert opened is not None
+        chunks, _, size = opened
+        digest = hashlib.sha256()
         for chunk in chunks:
             assert len(chunk) <= CHUNK_BYTES
             digest.update(chunk)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert size == 64 * 1024 * 1024 + len(PNG_MAGIC)
-    assert digest.hexdigest() == hashlib.sha256(big.read_bytes()).hexdigest()
+    return digest.hexdigest(), size, peak
+
+
+def _big_png(mib: int) -> bytes:
+    return PNG_MAGIC + b"\0" * (mib * 1024 * 1024)
+
+
+def test_streaming_a_local_file_holds_one_chunk_at_a_time(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    big.write_bytes(_big_png(64))
+    digest, size, peak = _streamed(StoredObject(uri=big.as_uri(), conn_id=None))
+    assert size == big.stat().st_size
+    assert digest == hashlib.sha256(big.read_bytes()).hexdigest()
     assert peak < 4 * CHUNK_BYTES, f"{peak} bytes held to stream 64 MiB"
+
+
+def test_an_s3_object_larger_than_a_read_block_streams_whole(s3_bucket: str, s3_client: Any) -> None:
+    # Memory is not measured here: the moto server runs in this process, so tracemalloc would count
+    # its copy of the object too. The read block (READ_BLOCK_BYTES) bounds what s3fs fetches per GET.
+    body = _big_png(3 * READ_BLOCK_BYTES // (1024 * 1024) + 1)
+    s3_client.put_object(Bucket=s3_bucket, Key="big/0.png", Body=body)
+    digest, size, _ = _streamed(StoredObject(uri=f"s3://{s3_bucket}/big/0.png", conn_id=AWS_CONN_ID))
+    assert (digest, size) == (hashlib.sha256(body).hexdigest(), len(body))
