@@ -144,6 +144,8 @@ def test_task_tab_on_generate_wait_and_store(browser: Any, airflow_stack: Airflo
         assert "Pixazo error" not in facts
         # The image shown is the stored copy, streamed by the plugin, not Pixazo's CDN URL.
         assert _sources(driver) == [f"{stack.ui_url}{_stored_src(run, 'one_image.store', 1)}"], task
+        title = driver.find_element(By.CSS_SELECTOR, ".thumb img").get_attribute("title")
+        assert title == f"Stored copy: file://{stack.stored}/{request_id}/0.png", task
 
     # The store task: the stored files with the sizes and checksums its provenance sidecar records.
     sidecar = json.loads((stack.stored / request_id / "provenance.json").read_text())
@@ -250,6 +252,7 @@ def test_cdn_url_stands_in_for_a_missing_copy_then_a_placeholder(browser: Any, a
         driver.get(page)
         assert _wait_images(driver, 1) == [1024]
         assert "/media/" in _sources(driver)[0]
+        assert driver.find_element(By.CSS_SELECTOR, ".thumb img").get_attribute("title") == "Pixazo's URL"
 
         driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/stored/*", "*/media/*"]})
         driver.get(page)

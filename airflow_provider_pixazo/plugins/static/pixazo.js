@@ -84,6 +84,11 @@
       img.replaceWith(placeholder);
       figure.classList.add("broken");
     }
+    img.addEventListener("load", () => {
+      // Which copy is shown, on hover: the stored one (named by its URI) or Pixazo's.
+      const fromStore = Boolean(sources[0]) && queue[0] === sources[0];
+      img.title = fromStore ? `Stored copy: ${storedUri || ""}` : "Pixazo's URL";
+    });
     img.addEventListener("error", () => {
       queue.shift();
       if (queue.length) img.src = queue[0]; else broken();
