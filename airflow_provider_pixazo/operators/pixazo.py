@@ -3,7 +3,9 @@ Operators that submit Pixazo image requests.
 
 Both return the Pixazo ``request_id`` (XCom ``return_value``). With ``wait_for_completion=True`` they
 also wait for the result — deferring to :class:`~airflow_provider_pixazo.triggers.pixazo.PixazoRequestTrigger`
-when ``deferrable``, polling otherwise — and push it under the XCom key ``pixazo_result``.
+when ``deferrable``, polling otherwise — and push it under the XCom key ``pixazo_result``. A request
+that ends FAILED or ERROR is pushed under ``pixazo_failure`` instead (Pixazo's reason, for the Pixazo
+view in Airflow's UI), whichever way the task waited, before the task fails.
 
 A submit costs money, so a retried try does not submit again while the request an earlier try made
 for the same parameters is still queued, processing or completed: the request id is kept in Airflow's
