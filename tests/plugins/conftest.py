@@ -11,7 +11,10 @@ is the plugin's FastAPI app behind Airflow's own security dependencies, with the
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +22,10 @@ from typing import Any
 
 import pytest
 
-# The migrated metadata DB and the loopback moto server are other suites' session fixtures: reused, not copied.
-from tests.example_dags.conftest import airflow_db  # noqa: F401 (a fixture, taken by name)
+# The loopback moto server is the transfer suite's session fixture; one server serves every folder.
 from tests.transfers.conftest import moto_endpoint, s3_bucket, s3_client  # noqa: F401 (fixtures)
 
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAGS = Path(__file__).resolve().parent / "dags"
 STORED_DAG = "pixazo_ui_stored"
 READER, OUTSIDER = "reader", "outsider"
@@ -36,6 +39,22 @@ class StoredRun:
     run_id: str
     stored: dict[str, Any]
     api_key: str
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """
+    The metadata DB at Airflow's head revision (``dag.test()`` needs its tables).
+
+    Checked in-process first: the example-DAG and reliability suites have usually migrated it
+    already in this session, and a no-op ``airflow db migrate`` still costs a CLI start-up.
+    """
+    from airflow.utils.db import check_migrations
+
+    try:
+        check_migrations(timeout=1)
+    except Exception:  # no DB yet, or behind: migrate it
+        subprocess.run([AIRFLOW, "db", "migrate"], env=dict(os.environ), check=True, capture_output=True, timeout=300)
 
 
 def _xcom(dag_run: Any, task_id: str, key: str) -> Any:
@@ -79,7 +98,7 @@ def _run(destination: str, dest_conn_id: str, emulator: Any, env: pytest.MonkeyP
 
 
 @pytest.fixture(scope="module")
-def local_run(airflow_db: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoredRun]:  # noqa: F811
+def local_run(airflow_db: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoredRun]:
     """One run that stored its two images on local disk, shared by a module's tests (which must not spoil it)."""
     from airflow_provider_pixazo.testing.emulator import PixazoEmulator
 
@@ -90,7 +109,7 @@ def local_run(airflow_db: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture
 def run_stored_dag(
-    airflow_db: None,  # noqa: F811
+    airflow_db: None,
     pixazo_emulator: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Callable[..., StoredRun]:
@@ -103,7 +122,7 @@ def run_stored_dag(
 
 
 @pytest.fixture
-def view_client(airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:  # noqa: F811
+def view_client(airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The plugin's app under Airflow's simple auth manager; ``outsider`` is refused the stored-images DAG."""
     from airflow.api_fastapi import app as api_app
     from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
