@@ -3,7 +3,9 @@ Operators that submit Pixazo image requests.
 
 Both return the Pixazo ``request_id`` (XCom ``return_value``). With ``wait_for_completion=True`` they
 also wait for the result — deferring to :class:`~airflow_provider_pixazo.triggers.pixazo.PixazoRequestTrigger`
-when ``deferrable``, polling otherwise — and push it under the XCom key ``pixazo_result``.
+when ``deferrable``, polling otherwise — and push it under the XCom key ``pixazo_result``. A request
+that ends FAILED or ERROR is pushed under ``pixazo_failure`` instead (Pixazo's reason, for the Pixazo
+view in Airflow's UI), whichever way the task waited, before the task fails.
 
 A submit costs money, so a retried try does not submit again while the request an earlier try made
 for the same parameters is still queued, processing or completed: the request id is kept in Airflow's
@@ -205,7 +207,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
                 ),
                 method_name="execute_complete",
             )
-        return self._publish(context, self._poll(request_id))
+        return self._publish(context, self._poll(context, request_id))
 
     def get_job_result(self, external_id: Any, context: Context) -> str:
         """The request id; with wait_for_completion, the result of a request already completed is published too."""
@@ -224,7 +226,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _poll(self, request_id: str) -> RequestResult:
+    def _poll(self, context: Context, request_id: str) -> RequestResult:
         deadline = time.monotonic() + self.timeout
         last: RequestStatus | None = None
         while True:
@@ -233,6 +235,11 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
                 self.log.info("Pixazo request %s is %s", request_id, result.status.value)
                 last = result.status
             if result.status.is_terminal:
+                if result.status is not RequestStatus.COMPLETED:
+                    from airflow_provider_pixazo.plugins.records import record_failure
+
+                    # As execute_complete does after a deferred wait: Pixazo's reason, for the Pixazo view.
+                    record_failure(context, result)
                 return result.raise_for_failure()
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -9,7 +9,9 @@ XComs. No token, an expired or a forged one: 401/403 and no data. The pages are 
 fetch the JSON with the session cookie and render every prompt and URL as text (``textContent``).
 
 One request reads a whole run in three queries (task instances, XComs, rendered fields), so a
-gallery of many mapped instances costs one round trip.
+gallery of many mapped instances costs one round trip. The images a transfer stored are served by
+``.../tasks/{task_id}/stored/{position}`` (see :mod:`.stored`): same access checks, looked up by
+position in that task instance's own ``pixazo_stored`` record, streamed.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from airflow.models.renderedtifields import RenderedTaskInstanceFields
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy import select
 
+from airflow_provider_pixazo.plugins.stored import find_stored, open_stored
 from airflow_provider_pixazo.plugins.view_model import PIXAZO_XCOM_KEYS, TaskRecord, build_run_view, build_task_view
 
 __all__ = ["create_app"]
@@ -42,6 +45,8 @@ READ_ACCESS = [
 _STATIC = {"pixazo.js": "text/javascript; charset=utf-8", "pixazo.css": "text/css; charset=utf-8"}
 # Pages and data are per user: never cached by a shared proxy, never framed by another site.
 _PRIVATE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# A stored image is bytes to show, nothing to run: no scripts, no loads, even if opened on its own.
+_IMAGE = {**_PRIVATE, "Content-Security-Policy": "default-src 'none'; sandbox", "Content-Disposition": "inline"}
 
 
 def _xcom_value(raw: Any) -> Any:
@@ -128,7 +133,13 @@ def _page(request: Request, kind: str, data_path: str, **context: str) -> HTMLRe
     root = request.scope.get("root_path", "").rstrip("/")
     attributes = " ".join(
         f'data-{name.replace("_", "-")}="{html.escape(value, quote=True)}"'
-        for name, value in {"view": kind, "api": f"{root}{data_path}", "ui": _ui_root(request), **context}.items()
+        for name, value in {
+            "view": kind,
+            "api": f"{root}{data_path}",
+            "base": root,
+            "ui": _ui_root(request),
+            **context,
+        }.items()
     )
     body = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -190,5 +201,31 @@ def create_app() -> FastAPI:
         run_view = build_run_view(dag_id, run_id, _run_or_404(session, dag_id, run_id))
         view = build_task_view(run_view, task_id, _parse_map_index(map_index))
         return Response(json.dumps(view, default=str), media_type="application/json", headers=_PRIVATE)
+
+    @app.get("/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/stored/{position}", dependencies=READ_ACCESS)
+    def stored_file(
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        position: str,
+        session: SessionDep,
+        map_index: Annotated[str | None, Query()] = None,
+    ) -> StreamingResponse:
+        index = _parse_map_index(map_index)
+        stored = (
+            find_stored(session, dag_id, run_id, task_id, -1 if index is None else index, int(position))
+            if position.isdigit()
+            else None
+        )
+        # The metadata DB is done with; do not hold its transaction (a lock, on sqlite) while bytes stream.
+        session.close()
+        opened = open_stored(stored) if stored is not None else None
+        if opened is None:  # no such record or file, or it is gone or unreadable: nothing more is said
+            raise HTTPException(status.HTTP_404_NOT_FOUND)
+        chunks, media_type, size = opened
+        headers = dict(_IMAGE)
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        return StreamingResponse(chunks, media_type=media_type, headers=headers)
 
     return app

@@ -128,19 +128,29 @@ def _result_view(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _stored_view(task: TaskRecord) -> dict[str, Any] | None:
+    """
+    What the task stored: its files (URI, size, SHA-256) and the sidecar.
+
+    ``task`` names the task instance whose ``pixazo_stored`` record lists the files, and ``position``
+    each file's place in it: the two the stored-file route takes. A transfer that recorded only its
+    returned URIs has no such record, so ``task`` is None and its files are listed, not served.
+    """
     stored = task.xcom.get("pixazo_stored")
     if isinstance(stored, Mapping):
-        files = [f for f in stored.get("files") or [] if isinstance(f, Mapping)]
+        files = stored.get("files") or []
         return {
+            "task": _task_key(task),
             "files": [
                 {
                     "index": f.get("index"),
+                    "position": position,
                     "uri": _text(f.get("uri")),
                     "size": f.get("size"),
                     "sha256": _text(f.get("sha256")),
                     "media_type": _text(f.get("media_type")),
                 }
-                for f in files
+                for position, f in enumerate(files if isinstance(files, list) else [])
+                if isinstance(f, Mapping)
             ],
             "provenance_uri": _text(stored.get("provenance_uri")),
         }
@@ -148,11 +158,15 @@ def _stored_view(task: TaskRecord) -> dict[str, Any] | None:
     if task.kind == "transfer" and isinstance(returned, list):
         # A transfer from before the summary was recorded: URIs only.
         files = [
-            {"index": i, "uri": _text(uri), "size": None, "sha256": None, "media_type": None}
+            {"index": i, "position": None, "uri": _text(uri), "size": None, "sha256": None, "media_type": None}
             for i, uri in enumerate(returned)
         ]
-        return {"files": files, "provenance_uri": None}
+        return {"task": None, "files": files, "provenance_uri": None}
     return None
+
+
+def _servable(stored: Mapping[str, Any], file: Mapping[str, Any]) -> bool:
+    return stored.get("task") is not None and file.get("position") is not None
 
 
 def _task_key(task: TaskRecord) -> dict[str, Any]:
@@ -210,16 +224,23 @@ def build_run_view(dag_id: str, run_id: str, tasks: Iterable[TaskRecord]) -> dic
     for request in requests.values():
         owner = request["submitter"] or request["tasks"][0]
         result = request["result"] or {}
-        stored_files = (request["stored"] or {}).get("files") or []
-        stored_by_index = {f.get("index"): f.get("uri") for f in stored_files}
-        for index, url in enumerate(result.get("media_urls") or []):
+        urls = result.get("media_urls") or []
+        stored = request["stored"] or {}
+        stored_by_index = {f.get("index"): f for f in stored.get("files") or []}
+        servable = {i for i, f in stored_by_index.items() if isinstance(i, int) and _servable(stored, f)}
+        # Every image Pixazo listed, and every servable stored copy even when no task of the run saw the result.
+        for index in sorted({*range(len(urls)), *servable}):
+            file = stored_by_index.get(index) or {}
+            served = index in servable
             images.append(
                 {
-                    "url": url,
+                    "url": urls[index] if index < len(urls) else None,
                     "index": index,
                     "request_id": request["request_id"],
                     "prompt": request["params"].get("prompt"),
-                    "stored_uri": stored_by_index.get(index),
+                    "stored_uri": file.get("uri"),
+                    # Where the stored copy is served from (the view prefers it to Pixazo's CDN URL).
+                    "stored": {**stored["task"], "position": file["position"]} if served else None,
                     **owner,
                 }
             )

@@ -8,7 +8,9 @@ The Pixazo view in a real Airflow UI, in headless Chromium, and who may see it.
    its task instance (a click moves the UI there).
 3. Fifty mapped prompts (``pixazo_ui_fifty``): the gallery loads all fifty thumbnails in under a
    second from a warm api-server; the hostile prompt is shown as text and never runs.
-4. An image that no longer loads shows a placeholder with the stored URI.
+4. Stored copies: the transfer's images are served by the plugin's stored-copy route and preferred
+   to Pixazo's CDN URL; when the stored copy is gone the CDN URL stands in; when neither loads, a
+   placeholder with the stored URI.
 5. Access control, against a second api-server on the same database whose auth is real (users with
    passwords, one DAG hidden from one user): no token, an expired token and a forged token get
    nothing; a user Airflow refuses a DAG gets nothing for that DAG.
@@ -16,6 +18,7 @@ The Pixazo view in a real Airflow UI, in headless Chromium, and who may see it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -72,6 +75,14 @@ def _open_tab(driver: Any, url: str, tab_name: str) -> None:
     frame = _wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, f"iframe[title='{tab_name}']")))
     driver.switch_to.frame(frame)
     _wait(driver).until(lambda d: d.find_element(By.ID, "pixazo").get_attribute("aria-busy") == "false")
+
+
+def _stored_src(run_id: str, task_id: str, map_index: int) -> str:
+    return f"/pixazo/api{_run_path(DAILY, run_id)}/tasks/{task_id}/stored/0?map_index={map_index}"
+
+
+def _sources(driver: Any) -> list[str]:
+    return driver.execute_script("return [...document.querySelectorAll('.thumb img')].map(i => i.currentSrc)")
 
 
 def _loaded_widths(driver: Any) -> list[int]:
@@ -131,6 +142,10 @@ def test_task_tab_on_generate_wait_and_store(browser: Any, airflow_stack: Airflo
         assert facts["Completed"] == result["completed_at"]
         assert facts["Duration"].endswith(" s")
         assert "Pixazo error" not in facts
+        # The image shown is the stored copy, streamed by the plugin, not Pixazo's CDN URL.
+        assert _sources(driver) == [f"{stack.ui_url}{_stored_src(run, 'one_image.store', 1)}"], task
+        title = driver.find_element(By.CSS_SELECTOR, ".thumb img").get_attribute("title")
+        assert title == f"Stored copy: file://{stack.stored}/{request_id}/0.png", task
 
     # The store task: the stored files with the sizes and checksums its provenance sidecar records.
     sidecar = json.loads((stack.stored / request_id / "provenance.json").read_text())
@@ -138,6 +153,9 @@ def test_task_tab_on_generate_wait_and_store(browser: Any, airflow_stack: Airflo
     shown = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows]
     assert [[r[0], r[1], r[3]] for r in shown] == [[str(f["index"]), f["uri"], f["sha256"]] for f in sidecar["files"]]
     assert all(r[2].endswith(("B", "KiB", "MiB")) for r in shown)
+    assert [r[4] for r in shown] == ["Open"]
+    href = driver.find_element(By.CSS_SELECTOR, "table.stored a.open-stored").get_attribute("href")
+    assert href == f"{stack.ui_url}{_stored_src(run, 'one_image.store', 1)}"
     provenance = driver.find_element(By.XPATH, "//p[starts-with(normalize-space(), 'Provenance:')]/code").text
     assert provenance == f"file://{stack.stored}/{request_id}/provenance.json"
 
@@ -173,6 +191,9 @@ def test_run_gallery_of_the_daily_pipeline(browser: Any, airflow_stack: AirflowS
     run_path = _run_path(DAILY, stack.daily_run_id)
     _open_tab(driver, f"{stack.ui_url}{run_path}/plugin/pixazo-gallery", "Pixazo gallery")
     assert _wait_images(driver, 4) == [1024] * 4
+    assert _sources(driver) == [
+        f"{stack.ui_url}{_stored_src(stack.daily_run_id, 'one_image.store', i)}" for i in range(4)
+    ]
     captions = driver.find_elements(By.CSS_SELECTOR, ".gallery figcaption")
     assert [c.find_element(By.CLASS_NAME, "prompt").text for c in captions] == DAILY_PROMPTS
     links = [c.find_element(By.CLASS_NAME, "task-link") for c in captions]
@@ -219,21 +240,26 @@ def test_fifty_mapped_prompts_load_under_a_second(browser: Any, airflow_stack: A
     assert first.find_elements(By.XPATH, "./*") == []
 
 
-def test_image_that_no_longer_loads_shows_placeholder(browser: Any, airflow_stack: AirflowStack) -> None:
-    """The CDN object is gone (the emulator forgets it): a placeholder with the stored URI, no broken image."""
+def test_cdn_url_stands_in_for_a_missing_copy_then_a_placeholder(browser: Any, airflow_stack: AirflowStack) -> None:
+    """Stored copy unreachable: Pixazo's CDN URL is shown. Both gone (expired CDN object too): a placeholder."""
     driver, stack = browser, airflow_stack
     assert stack.daily_run_id is not None
-    assert stack.stored is not None
     page = f"{stack.ui_url}/pixazo/ui{_run_path(DAILY, stack.daily_run_id)}/tasks/one_image.store?map_index=3"
     driver.switch_to.default_content()
-    driver.get(page)
-    _wait_images(driver, 1)
-    # Point the page's one image at a URL that 404s, as an expired CDN object would.
-    stored_uri = driver.find_element(By.CSS_SELECTOR, "table.stored td.uri").text
-    driver.execute_script(
-        "const i = document.querySelector('.thumb img'); i.src = i.src.replace(/\\/media\\/.*/, '/media/gone.png');"
-    )
-    placeholder = _wait(driver).until(EC.visibility_of_element_located((By.CSS_SELECTOR, ".thumb .placeholder")))
+    driver.execute_cdp_cmd("Network.enable", {})
+    try:
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/stored/*"]})
+        driver.get(page)
+        assert _wait_images(driver, 1) == [1024]
+        assert "/media/" in _sources(driver)[0]
+        assert driver.find_element(By.CSS_SELECTOR, ".thumb img").get_attribute("title") == "Pixazo's URL"
+
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/stored/*", "*/media/*"]})
+        driver.get(page)
+        stored_uri = _wait(driver).until(EC.presence_of_element_located((By.CSS_SELECTOR, "table.stored td.uri"))).text
+        placeholder = _wait(driver).until(EC.visibility_of_element_located((By.CSS_SELECTOR, ".thumb .placeholder")))
+    finally:
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
     assert "Image no longer available" in placeholder.text
     assert f"Stored at {stored_uri}" in placeholder.text
     assert driver.find_elements(By.CSS_SELECTOR, ".thumb img") == []
@@ -292,6 +318,7 @@ def _pixazo_paths(stack: AirflowStack) -> list[str]:
         f"/pixazo/api{run}/tasks/one_image.generate?map_index=0",
         f"/pixazo/ui{run}",
         f"/pixazo/ui{run}/tasks/one_image.store?map_index=0",
+        f"/pixazo/api{run}/tasks/one_image.store/stored/0?map_index=0",
     ]
 
 
@@ -306,7 +333,13 @@ def test_a_signed_in_user_sees_the_run(airflow_stack: AirflowStack, secured_url:
     token = _login(secured_url, "reader")
     for path in _pixazo_paths(airflow_stack):
         response = httpx.get(f"{secured_url}{path}", headers={"Authorization": f"Bearer {token}"})
-        assert response.status_code == 200, (path, response.text)
+        assert response.status_code == 200, (path, response.text[:200])
+    # The stored copy is the stored file, byte for byte, read by the api-server from where the transfer wrote it.
+    assert airflow_stack.daily_run_id is not None
+    stored = _xcom(airflow_stack, DAILY, airflow_stack.daily_run_id, "one_image.store", "pixazo_stored", 0)
+    copy = httpx.get(f"{secured_url}{_pixazo_paths(airflow_stack)[-1]}", headers={"Authorization": f"Bearer {token}"})
+    assert copy.headers["content-type"] == "image/png"
+    assert hashlib.sha256(copy.content).hexdigest() == stored["files"][0]["sha256"]
     # The UI's session cookie works the same way (it is what the iframe sends).
     data = httpx.get(f"{secured_url}{_pixazo_paths(airflow_stack)[0]}", cookies={"_token": token}).json()
     assert sorted(image["prompt"] for image in data["images"]) == sorted(DAILY_PROMPTS)

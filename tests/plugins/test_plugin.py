@@ -177,6 +177,7 @@ def test_every_data_route_uses_airflows_security_dependencies() -> None:
         "/ui/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
         "/api/dags/{dag_id}/runs/{run_id}",
         "/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+        "/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/stored/{position}",
     }
     for route in guarded:
         calls = dependency_calls(route.dependant)
@@ -199,3 +200,4 @@ def test_page_shell_escapes_what_it_echoes() -> None:
     body = TestClient(app).get('/ui/dags/d"><img src=x onerror=alert(1)>/runs/r').text
     assert "<img src=x" not in body
     assert 'data-dag-id="d&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"' in body
+    assert 'data-base=""' in body  # where the page builds the stored-copy URLs from (the app's mount point)

@@ -143,6 +143,42 @@ def test_transfer_without_summary_lists_its_returned_uris() -> None:
     stored = view["requests"]["gpt-image-2_5"]["stored"]
     assert [f["uri"] for f in stored["files"]] == ["s3://b/0.png", "s3://b/1.png"]
     assert view["tasks"][0]["start_date"] == "2026-01-01T00:00:00+00:00"
+    # No pixazo_stored record to look the files up in: listed, never served, so no image to show.
+    assert stored["task"] is None
+    assert view["images"] == []
+
+
+def test_images_prefer_the_stored_copy_by_task_instance_and_position() -> None:
+    view = build_run_view("d", "r", _daily_run(2))
+    assert [(i["url"], i["stored"]) for i in view["images"]] == [
+        ("https://cdn/0.png", {"task_id": "one_image.store", "map_index": 0, "position": 0}),
+        ("https://cdn/1.png", {"task_id": "one_image.store", "map_index": 1, "position": 0}),
+    ]
+    stored = view["requests"]["gpt-image-2_1"]["stored"]
+    assert stored["task"] == {"task_id": "one_image.store", "map_index": 1}
+    assert [(f["index"], f["position"], f["uri"]) for f in stored["files"]] == [
+        (0, 0, "file:///img/gpt-image-2_1/0.png")
+    ]
+
+
+def test_a_transfer_alone_in_its_run_shows_its_stored_copies() -> None:
+    """No task of the run waited for the result (the id came from elsewhere): the stored files are the images."""
+    files = [{"index": i, "uri": f"s3://b/{i}.png", "size": 9, "sha256": "cd"} for i in (1, 0)]
+    tasks = [
+        TaskRecord(
+            "store",
+            -1,
+            "PixazoToObjectStorageOperator",
+            "success",
+            xcom={"pixazo_stored": {"request_id": "gpt-image-2_6", "files": files, "provenance_uri": None}},
+            rendered={"request_id": "gpt-image-2_6", "provenance": {"prompt": "from elsewhere"}},
+        )
+    ]
+    images = build_run_view("d", "r", tasks)["images"]
+    assert [(i["index"], i["url"], i["stored_uri"], i["stored"], i["prompt"]) for i in images] == [
+        (0, None, "s3://b/0.png", {"task_id": "store", "map_index": -1, "position": 1}, "from elsewhere"),
+        (1, None, "s3://b/1.png", {"task_id": "store", "map_index": -1, "position": 0}, "from elsewhere"),
+    ]
 
 
 def test_unrendered_template_is_not_a_request_id() -> None:

@@ -43,6 +43,14 @@
     return link;
   }
 
+  // The plugin's route that streams a stored copy: a task instance and a position in its record, never a URI.
+  function storedUrl(ref) {
+    if (!ref || typeof ref.position !== "number") return null;
+    const url = `${cfg.base}/api/dags/${encodeURIComponent(cfg.dagId)}/runs/${encodeURIComponent(cfg.runId)}` +
+      `/tasks/${encodeURIComponent(ref.task_id)}/stored/${ref.position}`;
+    return ref.map_index >= 0 ? `${url}?map_index=${ref.map_index}` : url;
+  }
+
   function formatBytes(size) {
     if (typeof size !== "number") return "";
     if (size < 1024) return `${size} B`;
@@ -61,20 +69,51 @@
     body.append(overlay);
   }
 
-  // A thumbnail that turns into a placeholder with the stored URI when the image no longer loads.
-  function thumbnail(url, caption, storedUri) {
+  // A thumbnail from the first source that loads (the stored copy, then Pixazo's CDN URL); when
+  // none does, a placeholder with the stored URI.
+  function thumbnail(sources, caption, storedUri) {
     const figure = el("figure", { class: "thumb" });
-    const img = el("img", { src: url, alt: caption || "Pixazo image", loading: "eager", decoding: "async" });
-    img.addEventListener("click", () => lightbox(url, caption));
-    img.addEventListener("error", () => {
+    const queue = sources.filter(Boolean);
+    const shown = queue[0] || "";
+    const img = el("img", { alt: caption || "Pixazo image", loading: "eager", decoding: "async" });
+    img.addEventListener("click", () => lightbox(img.currentSrc || img.src, caption));
+    function broken() {
       const placeholder = el("div", { class: "placeholder", role: "img", "aria-label": "Image unavailable" },
         el("strong", {}, "Image no longer available"),
-        el("span", { class: "uri" }, storedUri ? `Stored at ${storedUri}` : url));
+        el("span", { class: "uri" }, storedUri ? `Stored at ${storedUri}` : shown));
       img.replaceWith(placeholder);
       figure.classList.add("broken");
+    }
+    img.addEventListener("load", () => {
+      // Which copy is shown, on hover: the stored one (named by its URI) or Pixazo's.
+      const fromStore = Boolean(sources[0]) && queue[0] === sources[0];
+      img.title = fromStore ? `Stored copy: ${storedUri || ""}` : "Pixazo's URL";
     });
-    figure.append(img);
+    img.addEventListener("error", () => {
+      queue.shift();
+      if (queue.length) img.src = queue[0]; else broken();
+    });
+    if (queue.length) { img.src = queue[0]; figure.append(img); } else { figure.append(img); broken(); }
     return figure;
+  }
+
+  // Pixazo's images with their stored copies, in Pixazo's order: [{url, file}]. A stored copy the
+  // route can serve is shown even when no task of the run saw Pixazo's URLs (as the run view does).
+  function imagesOf(request) {
+    const byIndex = new Map();
+    (((request.result || {}).media_urls) || []).forEach((url, index) => byIndex.set(index, { url, file: null }));
+    for (const file of ((request.stored && request.stored.files) || [])) {
+      if (typeof file.index !== "number") continue;
+      const known = byIndex.get(file.index);
+      if (known) known.file = file;
+      else if (storedRef(request.stored, file)) byIndex.set(file.index, { url: null, file });
+    }
+    return [...byIndex.entries()].sort((a, b) => a[0] - b[0]).map(([, image]) => image);
+  }
+
+  function storedRef(stored, file) {
+    return stored && stored.task && file && typeof file.position === "number"
+      ? { ...stored.task, position: file.position } : null;
   }
 
   function row(label, value) {
@@ -86,15 +125,15 @@
     const result = request.result || {};
     const params = request.params || {};
     const stored = request.stored;
-    const storedByIndex = {};
-    for (const file of (stored && stored.files) || []) storedByIndex[file.index] = file.uri;
     const section = el("section", { class: "request", "data-request-id": request.request_id });
     const status = result.status || "UNKNOWN";
     section.append(el("h2", {}, "Request ", el("code", {}, request.request_id), " ",
       el("span", { class: `status status-${status.toLowerCase()}` }, status)));
     const grid = el("div", { class: "grid" });
-    (result.media_urls || []).forEach((url, index) =>
-      grid.append(thumbnail(url, params.prompt, storedByIndex[index])));
+    for (const image of imagesOf(request)) {
+      grid.append(thumbnail([storedUrl(storedRef(stored, image.file)), image.url], params.prompt,
+        image.file && image.file.uri));
+    }
     if (!grid.childElementCount) grid.append(el("p", { class: "muted" }, "No images yet."));
     const layout = el("div", { class: "layout" }, grid);
     section.append(layout);
@@ -117,11 +156,13 @@
     if (stored && stored.files && stored.files.length) {
       const table = el("table", { class: "stored" },
         el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", {}, "Stored at"), el("th", {}, "Size"),
-          el("th", {}, "SHA-256"))));
+          el("th", {}, "SHA-256"), el("th", {}, "Copy"))));
       const tbody = el("tbody");
       for (const file of stored.files) {
+        const href = storedUrl(storedRef(stored, file));
         tbody.append(el("tr", {}, el("td", {}, file.index), el("td", { class: "uri" }, file.uri || ""),
-          el("td", {}, formatBytes(file.size)), el("td", { class: "sha" }, file.sha256 || "")));
+          el("td", {}, formatBytes(file.size)), el("td", { class: "sha" }, file.sha256 || ""),
+          el("td", {}, href ? el("a", { href, target: "_blank", rel: "noopener", class: "open-stored" }, "Open") : "")));
       }
       table.append(tbody);
       section.append(el("h3", {}, "Stored files"), table);
@@ -153,7 +194,7 @@
     if (!count) { root.append(el("p", { class: "muted empty" }, "No Pixazo images in this run.")); return; }
     const grid = el("div", { class: "grid gallery" });
     for (const image of view.images) {
-      const figure = thumbnail(image.url, image.prompt, image.stored_uri);
+      const figure = thumbnail([storedUrl(image.stored), image.url], image.prompt, image.stored_uri);
       const label = image.map_index >= 0 ? `${image.task_id} [${image.map_index}]` : image.task_id;
       figure.append(el("figcaption", {}, el("span", { class: "prompt" }, image.prompt || "(no prompt recorded)"),
         taskLink(image, label)));

@@ -1,0 +1,200 @@
+"""
+The stored-copy route: ``/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/stored/{position}``.
+
+Against a real run (emulator → ``dag.test()`` → files on disk, or objects in a loopback moto bucket)
+and Airflow's real security dependencies: only a user Airflow lets read the DAG gets bytes; only
+objects the task instance's own ``pixazo_stored`` record lists are read, by position; the bytes are
+the stored ones, streamed; anything gone, out of range or not an image is a bare 404.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tracemalloc
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from airflow_provider_pixazo.plugins.stored import CHUNK_BYTES, READ_BLOCK_BYTES, StoredObject, open_stored
+from tests.plugins.conftest import OUTSIDER, READER, StoredRun, token_for
+from tests.transfers.conftest import AWS_CONN_ID
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NOT_FOUND = {"detail": "Not Found"}
+
+
+def stored_path(run: StoredRun, position: int | str, task_id: str = "store") -> str:
+    return f"/api/dags/{run.dag_id}/runs/{quote(run.run_id, safe='')}/tasks/{task_id}/stored/{position}"
+
+
+def bearer(client: Any, user: str = READER, **kwargs: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(client, user, **kwargs)}"}
+
+
+def assert_says_nothing(response: Any, run: StoredRun) -> None:
+    assert PNG_MAGIC not in response.content
+    for file in run.stored["files"]:
+        assert file["uri"] not in response.text
+        assert Path(file["uri"].removeprefix("file://")).name not in response.text
+    assert run.api_key not in response.text
+
+
+def test_stored_files_are_served_byte_exact(view_client: Any, local_run: StoredRun) -> None:
+    headers = bearer(view_client)
+    for position, file in enumerate(local_run.stored["files"]):
+        response = view_client.get(stored_path(local_run, position), headers=headers)
+        assert response.status_code == 200, response.text
+        on_disk = Path(file["uri"].removeprefix("file://")).read_bytes()
+        assert response.content == on_disk
+        assert hashlib.sha256(response.content).hexdigest() == file["sha256"]
+        assert int(response.headers["content-length"]) == file["size"] == len(on_disk)
+        assert response.headers["content-type"] == "image/png"
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in response.headers["content-security-policy"]
+    # The UI's session cookie is accepted like a Bearer header (it is what the page's <img> sends).
+    view_client.cookies.set("_token", token_for(view_client, READER))
+    try:
+        assert view_client.get(stored_path(local_run, 1)).content[:8] == PNG_MAGIC
+    finally:
+        view_client.cookies.clear()
+
+
+def test_refused_callers_get_no_bytes(view_client: Any, local_run: StoredRun) -> None:
+    from airflow.api_fastapi.auth.tokens import JWTGenerator
+
+    forged = JWTGenerator(secret_key="not-the-deployment-secret-" + "x" * 40, valid_for=600, audience="apache-airflow")
+    cases = [
+        ({}, 401),  # no token
+        (bearer(view_client, expires_in=-3600), 401),  # expired
+        ({"Authorization": f"Bearer {forged.generate(extras={'sub': READER, 'role': 'viewer'})}"}, 403),
+        ({"Authorization": "Bearer not-a-jwt"}, 403),
+        (bearer(view_client, OUTSIDER), 403),  # Airflow refuses this user the DAG
+    ]
+    for headers, expected in cases:
+        response = view_client.get(stored_path(local_run, 0), headers=headers)
+        assert response.status_code == expected, (headers, response.text)
+        assert_says_nothing(response, local_run)
+
+
+@pytest.mark.parametrize(
+    ("position", "task_id", "query"),
+    [
+        pytest.param(2, "store", "", id="past-the-last-file"),
+        pytest.param(10**6, "store", "", id="far-out"),
+        pytest.param("-1", "store", "", id="negative"),
+        pytest.param("..%2F..%2Fetc%2Fpasswd", "store", "", id="a-path"),
+        pytest.param("0", "store", "?map_index=3", id="no-such-mapped-instance"),
+        pytest.param("0", "generate", "", id="a-task-that-stored-nothing"),
+        pytest.param("0", "no_such_task", "", id="no-such-task"),
+    ],
+)
+def test_anything_not_recorded_is_a_bare_404(
+    view_client: Any, local_run: StoredRun, position: Any, task_id: str, query: str
+) -> None:
+    response = view_client.get(stored_path(local_run, position, task_id) + query, headers=bearer(view_client))
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+
+
+def test_a_deleted_or_replaced_object_is_a_bare_404(view_client: Any, local_run: StoredRun) -> None:
+    first, second = (Path(f["uri"].removeprefix("file://")) for f in local_run.stored["files"])
+    kept, original = first.with_suffix(".kept"), second.read_bytes()
+    first.rename(kept)  # put back afterwards: the run is shared by this module's tests
+    try:
+        response = view_client.get(stored_path(local_run, 0), headers=bearer(view_client))
+        assert (response.status_code, response.json()) == (404, NOT_FOUND)
+        # Bytes that are not an image (a record aimed at a config file, say) are not served either.
+        second.write_text("[api_auth]\njwt_secret = do-not-show\n")
+        response = view_client.get(stored_path(local_run, 1), headers=bearer(view_client))
+        assert (response.status_code, response.json()) == (404, NOT_FOUND)
+        assert "do-not-show" not in response.text
+    finally:
+        kept.rename(first)
+        second.write_bytes(original)
+
+
+def test_s3_objects_are_read_with_the_transfers_connection(
+    view_client: Any, run_stored_dag: Any, s3_bucket: str, s3_client: Any
+) -> None:
+    run = run_stored_dag(f"s3://{s3_bucket}/gallery", AWS_CONN_ID)
+    headers = bearer(view_client)
+    for position, file in enumerate(run.stored["files"]):
+        assert file["uri"].startswith(f"s3://{s3_bucket}/gallery/")
+        key = file["uri"].removeprefix(f"s3://{s3_bucket}/")
+        in_bucket = s3_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
+        response = view_client.get(stored_path(run, position), headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.content == in_bucket
+        assert hashlib.sha256(response.content).hexdigest() == file["sha256"]
+        assert response.headers["content-type"] == "image/png"
+    s3_client.delete_object(Bucket=s3_bucket, Key=run.stored["files"][0]["uri"].removeprefix(f"s3://{s3_bucket}/"))
+    response = view_client.get(stored_path(run, 0), headers=headers)
+    assert (response.status_code, response.json()) == (404, NOT_FOUND)
+
+
+# -- what a record may point at ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://127.0.0.1:9/secret.png",  # the api-server is no proxy
+        "https://example.invalid/a.png",
+        "ftp://127.0.0.1/a.png",
+        "/etc/hostname",  # no scheme
+    ],
+)
+def test_records_pointing_off_object_storage_are_not_read(uri: str) -> None:
+    assert open_stored(StoredObject(uri=uri, conn_id=None)) is None
+
+
+def test_a_named_connection_that_is_gone_is_never_replaced_by_default_credentials(tmp_path: Path) -> None:
+    image = tmp_path / "0.png"
+    image.write_bytes(PNG_MAGIC + b"\0" * 64)
+    assert open_stored(StoredObject(uri=image.as_uri(), conn_id="no_such_connection")) is None
+    opened = open_stored(StoredObject(uri=image.as_uri(), conn_id="None"))  # what a template renders for none
+    assert opened is not None
+    chunks, media_type, size = opened
+    assert (b"".join(chunks), media_type, size) == (image.read_bytes(), "image/png", 72)
+
+
+def _streamed(stored: StoredObject) -> tuple[str, int | None, int]:
+    """Stream ``stored`` as the route does: its SHA-256, announced size, and the peak memory it took."""
+    tracemalloc.start()
+    try:
+        opened = open_stored(stored)
+        assert opened is not None
+        chunks, _, size = opened
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            assert len(chunk) <= CHUNK_BYTES
+            digest.update(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return digest.hexdigest(), size, peak
+
+
+def _big_png(mib: int) -> bytes:
+    return PNG_MAGIC + b"\0" * (mib * 1024 * 1024)
+
+
+def test_streaming_a_local_file_holds_one_chunk_at_a_time(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    big.write_bytes(_big_png(64))
+    digest, size, peak = _streamed(StoredObject(uri=big.as_uri(), conn_id=None))
+    assert size == big.stat().st_size
+    assert digest == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert peak < 4 * CHUNK_BYTES, f"{peak} bytes held to stream 64 MiB"
+
+
+def test_an_s3_object_larger_than_a_read_block_streams_whole(s3_bucket: str, s3_client: Any) -> None:
+    # Memory is not measured here: the moto server runs in this process, so tracemalloc would count
+    # its copy of the object too. The read block (READ_BLOCK_BYTES) bounds what s3fs fetches per GET.
+    body = _big_png(3 * READ_BLOCK_BYTES // (1024 * 1024) + 1)
+    s3_client.put_object(Bucket=s3_bucket, Key="big/0.png", Body=body)
+    digest, size, _ = _streamed(StoredObject(uri=f"s3://{s3_bucket}/big/0.png", conn_id=AWS_CONN_ID))
+    assert (digest, size) == (hashlib.sha256(body).hexdigest(), len(body))
