@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import os
+import ssl
 import struct
 import zlib
 from pathlib import Path
@@ -95,3 +96,34 @@ def test_a_coded_body_goes_through_httpx_which_decodes_it(
 
     assert (tmp_path / RID / "0.png").read_bytes() == data
     assert bodies[0]._direct == 0
+
+
+def test_over_tls_the_direct_read_uses_the_verified_session(
+    bodies: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    server = MediaServer()
+    try:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(context)
+        server._server.socket = context.wrap_socket(server._server.socket, server_side=True)
+        server.url = server.url.replace("http://", "https://")
+        conn = {
+            "conn_type": "pixazo",
+            "host": server.url,
+            "password": "sk-test-SECRET-123",
+            "extra": {"verify": str(bundle)},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_PIXAZO_DEFAULT", json.dumps(conn))
+        data = big_png(1024 * 1024 + 777)
+        server.completed(RID, [data])
+
+        store(tmp_path / "out")
+    finally:
+        server.stop()
+
+    assert (tmp_path / "out" / RID / "0.png").read_bytes() == data
+    assert bodies[0]._direct > len(data) // 2
