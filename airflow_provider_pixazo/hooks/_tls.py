@@ -48,6 +48,7 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext:
     The same setting gets the same context until the CA file or directory changes on disk (its
     modification time or size), then a fresh one. httpx 0.28 deprecates ``verify=<path>`` (a
     DeprecationWarning on each client), so a path is loaded here, exactly as httpx's own branch does.
+    The context is shared by every client of the process: use it, never change it.
     """
     return _cached(_key(verify, _ALPN))
 
