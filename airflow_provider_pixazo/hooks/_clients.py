@@ -18,7 +18,7 @@ import httpx
 
 from airflow_provider_pixazo.hooks._auth import PixazoAuth
 from airflow_provider_pixazo.hooks._settings import ConnectionSettings
-from airflow_provider_pixazo.hooks._tls import ssl_context
+from airflow_provider_pixazo.hooks._tls import deferred_ssl_context
 from airflow_provider_pixazo.hooks._transport import KeepAliveTransport
 
 __all__ = [
@@ -60,9 +60,10 @@ def network_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
     Proxy and TLS arguments of a plain ``httpx.Client`` (the sync API client and the media client).
 
     ``proxy=None`` leaves httpx to read ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY``;
-    ``verify`` is always a context, since httpx 0.28 deprecates a path there.
+    ``verify`` is always a context (httpx 0.28 deprecates a path there): the process's shared one for
+    this setting, fetched only when the client opens its first TLS connection (:mod:`._tls`).
     """
-    return {"proxy": settings.proxy, "verify": ssl_context(settings.verify)}
+    return {"proxy": settings.proxy, "verify": deferred_ssl_context(settings.verify)}
 
 
 # One pooled AsyncClient per event loop and connection: every trigger waiting in a triggerer's loop

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from airflow_provider_pixazo.exceptions import PixazoValidationError
+from airflow_provider_pixazo.hooks._tls import ssl_context
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -185,9 +186,10 @@ def parse_verify(raw: Any) -> bool | str:
 @functools.lru_cache(maxsize=32)
 def _ca_bundle_problem(path: str, mtime_ns: int, size: int) -> str | None:
     # Every trigger reads its connection once: with thousands waiting on one connection, the bundle
-    # is loaded once per version of the file (path, mtime, size), not once per trigger.
+    # is loaded once per version of the file (path, mtime, size), not once per trigger. The context
+    # made here is the one the process's clients share (hooks/_tls.py): checking it costs no extra load.
     try:
-        ssl.create_default_context(cafile=path)
+        ssl_context(path)
     except (ssl.SSLError, OSError, ValueError) as err:
         return str(err)
     return None

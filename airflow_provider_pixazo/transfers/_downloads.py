@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpcore
 import httpx
 
 from airflow_provider_pixazo.exceptions import PixazoDownloadError
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
     from airflow_provider_pixazo.models import RequestResult
 
 __all__ = ["FileRecord", "download_all", "strip_query"]
+
+#: Bodies at least this large are read from the connection directly after their first piece (see _Body).
+DIRECT_READ_MIN_BYTES = 8 * 1024 * 1024
+#: The most asked of the socket at once (httpcore asks 64 KiB).
+DIRECT_READ_SIZE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,8 @@ def _download_one(
     try:
         with hook.stream_media(url) as response:
             declared = _declared_length(response)
-            chunks = _pieces(response.iter_bytes())
+            body = _Body(response, declared)
+            chunks = _pieces(iter(body))
             head, pending = _read_head(chunks)
             media_type = _check_magic(head, announced, index, url)
             target = target_for(EXTENSIONS[media_type])
@@ -140,7 +147,7 @@ def _download_one(
                 staged.write(chunk)
             # The upload below reads its own parts: hold no download buffer while it runs.
             del head, pending, chunk
-            received = response.num_bytes_downloaded
+            received = body.received
             if declared is not None and received != declared:
                 raise PixazoDownloadError(
                     f"Image {index} ({strip_query(url)}) arrived short: {received} of {declared} bytes "
@@ -174,6 +181,63 @@ def _download_one(
             record.size / elapsed / 1e6,
         )
     return record
+
+
+class _Body:
+    """
+    The bytes of one media response, as they arrive; :attr:`received` counts them.
+
+    A large plain body (``Content-Length`` of at least ``DIRECT_READ_MIN_BYTES``, no content coding,
+    HTTP/1.1) is read, after its first piece, straight from the connection httpx opened for it (the
+    ``network_stream`` response extension): the same verified TLS session, proxy tunnel and read
+    timeout, without h11 copying every byte three times on the way (a quarter of the CPU of a large
+    download). The connection is then closed rather than reused, since h11 never saw the body end.
+    Anything else, and every small image, goes through ``iter_bytes()``.
+    """
+
+    def __init__(self, response: httpx.Response, declared: int | None) -> None:
+        self._response = response
+        self._declared = declared
+        self._direct = 0
+
+    @property
+    def received(self) -> int:
+        """Bytes of the body received so far."""
+        return self._response.num_bytes_downloaded + self._direct
+
+    def __iter__(self) -> Iterator[bytes]:
+        response, declared = self._response, self._declared
+        chunks = response.iter_bytes()
+        stream = response.extensions.get("network_stream")
+        if (
+            declared is None
+            or declared < DIRECT_READ_MIN_BYTES
+            or stream is None
+            or response.http_version != "HTTP/1.1"
+            or response.headers.get("Content-Encoding", "identity").strip().lower() != "identity"
+            or "Transfer-Encoding" in response.headers
+        ):
+            yield from chunks
+            return
+        # One piece through h11 first: what arrived with the headers. After a body piece h11 holds
+        # nothing more of the body (it hands over all it has), so the rest is on the socket.
+        first = next(chunks, b"")
+        if first:
+            yield first
+        timeout = response.request.extensions.get("timeout", {}).get("read")
+        left = declared - response.num_bytes_downloaded
+        while left > 0:
+            try:
+                data = stream.read(min(left, DIRECT_READ_SIZE), timeout)
+            except httpcore.TimeoutException as err:
+                raise httpx.ReadTimeout(str(err) or "timed out", request=response.request) from err
+            except httpcore.NetworkError as err:
+                raise httpx.ReadError(str(err), request=response.request) from err
+            if not data:
+                return  # the server closed early: the length check reports it
+            left -= len(data)
+            self._direct += len(data)
+            yield data
 
 
 def _pieces(chunks: Iterator[bytes]) -> Iterator[bytes | memoryview]:

@@ -76,6 +76,9 @@ def named_aws_connection(moto_endpoint: str, s3_client: Any, monkeypatch: pytest
     _forget_cached_store(NAMED_CONN)
     yield NAMED_CONN
     _forget_cached_store(NAMED_CONN)
+    # The moto server serves the whole session, and the README example test lists this bucket whole.
+    for item in s3_client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        s3_client.delete_object(Bucket=BUCKET, Key=item["Key"])
 
 
 @pytest.fixture
