@@ -23,7 +23,7 @@ import httpx
 
 __all__ = ["MAX_HEAD", "StatusAnswer", "StatusGet", "StatusHead", "StatusTemplate", "parse_head", "send_by_httpx"]
 
-#: Longest response head read by the fast path; longer ones go to h11, which refuses past its own limit.
+#: Longest response head the status path accepts (h11's own limit for an incomplete head); longer is an error.
 MAX_HEAD = 16 * 1024
 
 Origin = tuple[bytes, bytes, int]

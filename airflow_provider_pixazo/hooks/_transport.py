@@ -231,13 +231,17 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                 raise _StaleConnectionError
             while True:
                 end = buf.find(b"\r\n\r\n")
-                if end >= 0 or len(buf) > MAX_HEAD or b"\n\n" in buf or b"\n\r\n" in buf:
+                if end > MAX_HEAD or (end < 0 and len(buf) > MAX_HEAD):
+                    raise httpx.RemoteProtocolError(
+                        f"Response head longer than {MAX_HEAD} bytes", request=get.as_request()
+                    )
+                if end >= 0 or b"\n\n" in buf or b"\n\r\n" in buf:
                     break
                 more = await reader.read(_READ_SIZE)
                 if not more:
                     raise httpx.RemoteProtocolError("Server closed the connection mid-answer", request=get.as_request())
                 buf += more
-            head = parse_head(buf[:end]) if 0 <= end <= MAX_HEAD else None
+            head = parse_head(buf[:end]) if end >= 0 else None
             if head is None:
                 # Unusual (chunked, Connection: close, 1xx, no length, bad or oversized head): h11 reads
                 # it, or refuses it, exactly as it would on the general path.
