@@ -79,6 +79,16 @@ def test_a_header_that_could_split_the_request_is_refused_when_the_template_is_b
         StatusTemplate("http://127.0.0.1:8080", {**HEADERS, "Ocp-Apim-Subscription-Key": "k\r\nX-Evil: 1"}, TIMEOUTS)
 
 
+@pytest.mark.parametrize("base", ["http://127.0.0.1:8080", "https://gw.test/pre%20fix/", "https://gw.test/a/b"])
+@pytest.mark.parametrize(
+    "path",
+    ["/v2/requests/status/gpt-image-2_ab-CD", "/v2/requests/status/x.y", "/v2/./x", "/v2/../x", "/a b", "/é", "/x?y"],
+)
+def test_the_path_is_the_one_httpx_would_send(base: str, path: str) -> None:
+    get = StatusTemplate(base, HEADERS, TIMEOUTS).get(path)
+    assert get.path == httpx.URL(base.rstrip("/") + path).raw_path
+
+
 def test_a_path_leaving_the_origin_is_refused() -> None:
     template = StatusTemplate("http://127.0.0.1:8080", HEADERS, TIMEOUTS)
     with pytest.raises(ValueError, match="origin"):
