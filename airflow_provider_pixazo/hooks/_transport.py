@@ -13,6 +13,13 @@ bodies, ``Connection: close`` and keep-alive cycles are handled by it, and httpx
 Bodies are read whole: status answers are a few hundred bytes. Media downloads never use this
 transport (they stream through a plain sync client).
 
+The status poller has a shorter path, :meth:`KeepAliveTransport.get_status`: a prebuilt GET
+(:mod:`._status_wire`) written as bytes on the same kept-alive connections, the usual answer
+(``Content-Length`` body) read without h11 or an ``httpx.Response``, anything unusual handed to h11
+mid-way, and one read timer per connection (re-armed only when it fires early) instead of an
+``asyncio.timeout`` per request. Routes, proxies, TLS, slots and the stale-connection retry are the
+ones below; measured, a poll on a warm connection costs about a fifth of the general path's CPU.
+
 It keeps what httpx would give a client made without it (httpx ignores environment proxies as soon
 as a transport is passed in, so it has to be done here, below any client):
 

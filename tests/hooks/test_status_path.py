@@ -10,6 +10,7 @@ which reader ran.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -17,11 +18,16 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 import pytest_asyncio
+from airflow.sdk import Connection
 
 from airflow_provider_pixazo.error_mapping import error_from_exception
-from airflow_provider_pixazo.exceptions import PixazoTLSError
+from airflow_provider_pixazo.exceptions import PixazoServerError, PixazoTLSError
+from airflow_provider_pixazo.hooks import _clients
+from airflow_provider_pixazo.hooks._poller import StatusPoller
 from airflow_provider_pixazo.hooks._status_wire import StatusAnswer, StatusGet, StatusTemplate
 from airflow_provider_pixazo.hooks._transport import KeepAliveTransport
+from airflow_provider_pixazo.models import RequestStatus
+from airflow_provider_pixazo.testing._faults import FaultConfig
 from airflow_provider_pixazo.testing.emulator import PixazoEmulator
 from airflow_provider_pixazo.testing.pytest_plugin import ThrowawayCA
 from tests.proxy.forward_proxy import ForwardProxy
@@ -391,3 +397,40 @@ async def test_an_https_proxy_carries_the_tunnel_inside_tls(
         await transport.aclose()
         await tls_proxy.stop()
     assert [r["method"] for r in tls_proxy.records] == ["CONNECT"]
+
+
+async def test_the_poller_waits_through_a_proxy_on_the_status_path(
+    locked_proxy: ForwardProxy, h11_reads: list[bytes], clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """End to end: StatusPoller -> shared transport's get_status -> forwarding proxy (with credentials) -> emulator."""
+    proxy_url = f"http://alice:s3cret@127.0.0.1:{locked_proxy.port}"
+    faults = FaultConfig(status_500_every_other=True)  # a transient error on the way, retried
+    with PixazoEmulator(api_key=KEY, processing_seconds=0.2, faults=faults) as emulator:
+        async with httpx.AsyncClient(base_url=emulator.url, headers={"Ocp-Apim-Subscription-Key": KEY}) as client:
+            request_id = (await client.post("/gpt-image-2/v1/text-to-image", json={"prompt": "p"})).json()["request_id"]
+
+        async def load(conn_id: str) -> Connection:
+            extra = json.dumps({"proxy": proxy_url})
+            return Connection(conn_id=conn_id, conn_type="pixazo", host=emulator.url, password=KEY, extra=extra)
+
+        seen: list[object] = []
+        poller = StatusPoller("pixazo_status_path", load_connection=load)
+        try:
+            end = await poller.wait(
+                request_id,
+                poll_interval=0.05,
+                max_poll_interval=0.05,
+                end_time=time.time() + 20,
+                on_update=lambda status, error: seen.append(status or error),
+            )
+        finally:
+            await _clients.aclose_shared_clients()
+        status_calls = [c for c in emulator.calls if "/requests/status/" in c.path]
+    assert end.result is not None
+    assert end.result.status is RequestStatus.COMPLETED
+    assert any(isinstance(s, PixazoServerError) for s in seen)
+    polls = [(r["method"], r["target"], r["auth_ok"]) for r in locked_proxy.records]
+    assert polls == [("GET", f"{emulator.url}/v2/requests/status/{request_id}", True)] * poller.polls_sent
+    assert len(status_calls) == poller.polls_sent >= 3
+    assert {c.headers.get("ocp-apim-subscription-key") for c in status_calls} == {KEY}
+    assert h11_reads == []
