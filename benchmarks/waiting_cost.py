@@ -30,6 +30,10 @@ ours once per status change, HttpAsyncHook a warning on every 404), so only the 
 event-loop work is compared.
 
     PYTHONPATH=. .venv/bin/python benchmarks/waiting_cost.py --n 100 1000 10000
+
+Before and after in one run: unpack another checkout (``git archive main | tar -x -C /tmp/main``) and
+pass ``--baseline /tmp/main``; its PixazoRequestTrigger runs as a third row, against the same server,
+and a last table compares the two.
 """
 
 from __future__ import annotations
