@@ -30,7 +30,7 @@ Origin = tuple[bytes, bytes, int]
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?")
 # RFC 9110 token, then the value without control characters (no obs-fold: a leading space goes to h11).
-_HEADER_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*")
+_HEADER_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)")
 _DIGITS = re.compile(rb"[0-9]{1,15}")
 # Segments of unreserved characters, none starting with a dot (so no "." or ".." segment).
 _PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9_.~-]*)+")
@@ -195,7 +195,7 @@ def parse_head(head: bytes) -> StatusHead | None:
         if match is None:
             return None
         name = match[1].lower()
-        value = match[2]
+        value = match[2].rstrip(b" \t")  # greedy then stripped: a lazy pattern backtracks on every byte
         if name == b"content-length":
             if _DIGITS.fullmatch(value) is None or (length is not None and value != length):
                 return None
