@@ -228,6 +228,22 @@ async def test_the_status_request_is_prebuilt_from_the_connection_with_the_key(
 
 
 @pytest.mark.asyncio
+async def test_a_key_that_would_split_the_request_is_refused_without_showing_it(
+    clock: VirtualClock, gateway: Gateway
+) -> None:
+    source = Source()
+    source.key = "sk-bad\r\nX-Evil: 1"
+    poller = make_poller(clock, source)
+
+    end = await clock.run(start(poller, rid(1), clock=clock))
+
+    assert isinstance(end.error, PixazoValidationError)
+    assert "password" in str(end.error)
+    assert "sk-bad" not in str(end.error)
+    assert gateway.calls == []
+
+
+@pytest.mark.asyncio
 async def test_bad_request_id_is_refused_before_any_call(clock: VirtualClock, gateway: Gateway) -> None:
     poller = make_poller(clock)
     with pytest.raises(PixazoValidationError, match="request_id"):
