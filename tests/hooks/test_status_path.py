@@ -287,7 +287,7 @@ async def test_the_read_timeout_holds_on_a_kept_connection_with_one_timer(
         assert (await transport.get_status(template.get("/ok"))).status_code == 200
     finally:
         await transport.aclose()
-    assert 0.15 <= took < 1.0
+    assert 0.15 <= took < 2.5  # fired near 0.2 s (a loaded CI runner may be late), not never
     assert error_from_exception(info.value).request_sent
 
 
