@@ -30,6 +30,10 @@ ours once per status change, HttpAsyncHook a warning on every 404), so only the 
 event-loop work is compared.
 
     PYTHONPATH=. .venv/bin/python benchmarks/waiting_cost.py --n 100 1000 10000
+
+Before and after in one run: unpack another checkout (``git archive main | tar -x -C /tmp/main``) and
+pass ``--baseline /tmp/main``; its PixazoRequestTrigger runs as a third row, against the same server,
+and a last table compares the two.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ from pathlib import Path
 from typing import Any
 
 KINDS = ("pixazo", "http")
+#: A third row: PixazoRequestTrigger from another checkout of the package (``--baseline DIR``), so
+#: before and after are measured in the same run, against the same server, on the same load.
+BASELINE = "baseline"
 PIXAZO_CONN_ID = "pixazo_bench"
 HTTP_CONN_ID = "http_bench"
 STATUS_PREFIX = "/v2/requests/status/"
@@ -324,10 +331,13 @@ def worker_main(kind: str, n: int, interval: float, warm_interval: float) -> Non
     import psutil  # noqa: F401
 
     if kind == "pixazo":
-        import airflow_provider_pixazo.triggers.pixazo  # noqa: F401
+        import airflow_provider_pixazo.triggers.pixazo
     else:
         import airflow.providers.http.triggers.http  # noqa: F401
     result = asyncio.run(_run_worker(kind, n, interval, warm_interval))
+    import airflow_provider_pixazo
+
+    result["package"] = str(Path(airflow_provider_pixazo.__file__).parent)  # which checkout ran
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -408,8 +418,13 @@ def measure(
     rate: float,
     min_interval: float,
     timeout: float,
+    baseline: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every (N, kind) in its own worker against one server process; returns one row per run."""
+    """
+    Run every (N, kind) in its own worker against one server process; returns one row per run.
+
+    :param baseline: a checkout whose package the ``baseline`` kind's worker imports (PixazoRequestTrigger).
+    """
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     server = ctx.Process(target=serve, args=(child, polls), daemon=True)
@@ -424,10 +439,14 @@ def measure(
                 # Start all kinds' workers at once: they import and warm up in parallel, then idle
                 # on stdin while the others are measured one at a time.
                 script = [sys.executable, str(Path(__file__).resolve()), "--worker"]
-                workers = {
-                    kind: _Worker([*script, kind, str(n), str(interval), str(min_interval)], env, home)
-                    for kind in kinds
-                }
+                workers = {}
+                for kind in kinds:
+                    worker_env = env
+                    if kind == BASELINE:
+                        assert baseline is not None
+                        worker_env = {**env, "PYTHONPATH": os.pathsep.join([str(baseline), env["PYTHONPATH"]])}
+                    args = [*script, "pixazo" if kind == BASELINE else kind, str(n), str(interval), str(min_interval)]
+                    workers[kind] = _Worker(args, worker_env, home)
                 try:
                     for kind in kinds:
                         workers[kind].expect("READY", timeout)
@@ -442,6 +461,7 @@ def measure(
                         started = time.monotonic()
                         try:
                             row = json.loads(worker.expect("RESULT ", timeout))
+                            row["kind"] = kind
                         except RuntimeError as err:
                             # Did not finish: keep what the server and the kernel saw, and say so.
                             row = _unfinished(kind, n, interval, _cpu_seconds(worker.proc.pid) - cpu_before, err)
@@ -512,7 +532,11 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
         "| loop lag p50 / p99 / max ms | ok events | wall s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    names = {"pixazo": "PixazoRequestTrigger", "http": "HttpSensorTrigger (anchor)"}
+    names = {
+        "pixazo": "PixazoRequestTrigger",
+        "http": "HttpSensorTrigger (anchor)",
+        BASELINE: "PixazoRequestTrigger (baseline checkout)",
+    }
     for r in rows:
         lines.append(
             f"| {names[r['kind']]} | {r['n']} | {r['interval_s']:g} | {r['polls']} | {r['cpu_us_per_poll']:.0f} "
@@ -525,7 +549,7 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
     by_n: dict[int, dict[str, dict[str, Any]]] = {}
     for r in rows:
         by_n.setdefault(r["n"], {})[r["kind"]] = r
-    if any(len(v) == 2 for v in by_n.values()):
+    if any("pixazo" in v and "http" in v for v in by_n.values()):
         lines += [
             "",
             "| N | CPU/poll ours ÷ anchor (goal ≤ 0.25) | conns/poll ours (goal ≤ 0.01) "
@@ -533,7 +557,7 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
             "|---:|---:|---:|---:|---:|---:|",
         ]
     for n, pair in by_n.items():
-        if len(pair) != 2:
+        if "pixazo" not in pair or "http" not in pair:
             continue
         ours, anchor = pair["pixazo"], pair["http"]
         cpu_ratio = ours["cpu_us_per_poll"] / anchor["cpu_us_per_poll"] if anchor["cpu_us_per_poll"] else 0.0
@@ -544,6 +568,18 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
             f"| {ours['rss_bytes_per_trigger'] / 1024:.2f} KB "
             f"{_mark(ours['rss_bytes_per_trigger'] <= GOAL_RSS_PER_TRIGGER)} "
             f"| {ours['ok']}/{n} {_mark(ours['ok'] == n)} | {lag_ratio:.2f} |"
+        )
+    compared = {n: pair for n, pair in by_n.items() if {"pixazo", "http", BASELINE} <= pair.keys()}
+    if compared:
+        lines += [
+            "",
+            "| N | CPU µs/poll baseline → ours | baseline ÷ anchor | ours ÷ anchor | ours ÷ baseline |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+    for n, pair in compared.items():
+        ours, base, anchor = (pair[k]["cpu_us_per_poll"] or float("nan") for k in ("pixazo", BASELINE, "http"))
+        lines.append(
+            f"| {n} | {base:.0f} → {ours:.0f} | {base / anchor:.2f} | {ours / anchor:.2f} | {ours / base:.2f} |"
         )
     return "\n".join(lines)
 
@@ -561,13 +597,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("--n", type=int, nargs="+", default=[100, 1000, 10000], help="trigger counts")
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run PixazoRequestTrigger from this checkout's package (e.g. `git archive main` unpacked), "
+        "in the same run: before and after side by side",
+    )
     parser.add_argument("--polls", type=int, default=4, help="'not yet' answers per trigger before 'done' (K)")
     parser.add_argument("--rate", type=float, default=1000.0, help="offered polls per second (sets the interval)")
     parser.add_argument("--min-interval", type=float, default=0.1, help="shortest poll interval, seconds")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per worker step")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
-    rows = measure(args.n, args.kinds, args.polls, args.rate, args.min_interval, args.timeout)
+    kinds = list(args.kinds)
+    if args.baseline is not None:
+        if not (args.baseline / "airflow_provider_pixazo" / "__init__.py").is_file():
+            parser.error(f"--baseline {args.baseline}: no airflow_provider_pixazo package there")
+        kinds.insert(kinds.index("pixazo") + 1 if "pixazo" in kinds else 0, BASELINE)
+    rows = measure(
+        args.n,
+        kinds,
+        args.polls,
+        args.rate,
+        args.min_interval,
+        args.timeout,
+        args.baseline.resolve() if args.baseline else None,
+    )
     print(render(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -3,9 +3,10 @@ The connection as the status poller uses it: read once, shared by every wait, re
 
 The connection is read once and re-read every :data:`SETTINGS_TTL` seconds, so a rotated key takes
 effect within a minute; a 401/403 re-reads it at once (at most every :data:`REREAD_AFTER_REFUSAL`
-seconds). Each wait's status request is built from the connection's base URL (never from a
-response), with the key in one header object shared by all waits, so a rotated key reaches every
-prebuilt request at once. Not for scheduling or sending (:mod:`._poller`).
+seconds). Each wait's status GET is built from the connection's base URL (never
+from a response) on one :class:`~._status_wire.StatusTemplate` per read, which holds the header
+block with the key; a changed read (a rotated key) makes a new template, and each wait's GET is
+rebuilt on it. Not for scheduling or sending (:mod:`._poller`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
+import h11
 
 from airflow_provider_pixazo.exceptions import PixazoValidationError
 from airflow_provider_pixazo.hooks import _clients
 from airflow_provider_pixazo.hooks._auth import API_KEY_HEADER
-from airflow_provider_pixazo.hooks._settings import ConnectionSettings, origin_of, settings_from_connection
+from airflow_provider_pixazo.hooks._settings import ConnectionSettings, settings_from_connection
+from airflow_provider_pixazo.hooks._status_wire import StatusGet, StatusTemplate
 from airflow_provider_pixazo.hooks._waits import Clock, Wait
 from airflow_provider_pixazo.responses import STATUS_PATH
 
@@ -69,8 +71,8 @@ class PolledConnection:
         self.read_at = float("-inf")
         #: Bumped on each change: a request built under an older generation is rebuilt.
         self.gen = 0
-        self.headers: httpx.Headers | None = None
-        self._extensions: dict[str, Any] = {}
+        #: The shared part of every status GET (header block with the key, origin, timeouts).
+        self.template: StatusTemplate | None = None
         self._loading: asyncio.Future[ConnectionSettings] | None = None
         self._reread_at = float("-inf")
 
@@ -114,29 +116,24 @@ class PolledConnection:
                 log.warning("Could not re-read connection %s after a refused key: %s", self.conn_id, err)
         return current
 
-    def request_for(self, wait: Wait) -> httpx.Request:
-        """The wait's status request: built once, rebuilt when the settings change, given the current headers."""
+    def request_for(self, wait: Wait) -> StatusGet:
+        """The wait's status GET: built once, rebuilt when the settings (and so the key) change."""
         request = wait.request
         if request is None or wait.built_gen != self.gen:
             request = wait.request = self.build(wait.request_id)
             wait.built_gen = self.gen
-        elif request.headers is not self.headers:
-            request.headers = self.headers  # type: ignore[assignment]
         return request
 
-    def build(self, request_id: str) -> httpx.Request:
-        """The status request for ``request_id`` (a validated id), sharing the header set and extensions."""
-        settings = self.settings
-        assert settings is not None
-        assert self.headers is not None
+    def build(self, request_id: str) -> StatusGet:
+        """The status GET for ``request_id`` (a validated id), on the shared template of these settings."""
+        assert self.template is not None
         # From the connection's base URL and a validated id: never a URL from a response.
-        request = httpx.Request("GET", settings.base_url + STATUS_PATH.format(request_id=request_id))
-        if origin_of(request.url) != settings.origin:  # pragma: no cover - guards the key, cannot happen
-            raise PixazoValidationError("request_id", request_id, "an id that keeps the status URL on the gateway")
-        # Shared by every wait: one object to swap when the key rotates, and no copy per request.
-        request.headers = self.headers
-        request.extensions = self._extensions
-        return request
+        try:
+            return self.template.get(STATUS_PATH.format(request_id=request_id))
+        except ValueError as err:  # pragma: no cover - guards the key, cannot happen with a validated id
+            raise PixazoValidationError(
+                "request_id", request_id, "an id that keeps the status URL on the gateway"
+            ) from err
 
     async def _read(self) -> ConnectionSettings:
         conn = await self._load_connection(self.conn_id)
@@ -148,20 +145,21 @@ class PolledConnection:
         self.read_at = self._clock.time()
         if settings == self.settings:
             return
+        # One header block (with the key) for every status GET of these settings: a rotated key bumps
+        # gen, so each wait's GET is rebuilt on its next poll. No pool timeout: a poll waiting for a
+        # connection slot is bounded by the slots' own read timeouts and by its wait's deadline.
+        try:
+            template = StatusTemplate(
+                settings.base_url,
+                {"Cache-Control": "no-cache", "User-Agent": _clients.USER_AGENT, API_KEY_HEADER: settings.api_key},
+                {**settings.httpx_timeout.as_dict(), "pool": None},
+            )
+        except h11.LocalProtocolError:
+            # A control character in the key would split the request: refused, and never shown.
+            raise PixazoValidationError(
+                "password", "<hidden>", "an API key without control characters (CR, LF, NUL...)"
+            ) from None
+        self.template = template
         self.settings = settings
         self.gen += 1
-        # httpx computes Host for the gateway; this one header set is shared by every status request.
-        template = httpx.Request(
-            "GET",
-            settings.base_url + "/",
-            headers={
-                "Cache-Control": "no-cache",
-                "User-Agent": _clients.USER_AGENT,
-                API_KEY_HEADER: settings.api_key,
-            },
-        )
-        self.headers = template.headers
-        # No pool timeout: a poll waiting for a connection slot is bounded by the slots' own read
-        # timeouts and by its wait's deadline, and the transport then sets no timer per poll for it.
-        self._extensions = {"timeout": {**settings.httpx_timeout.as_dict(), "pool": None}}
         self._on_change(settings)

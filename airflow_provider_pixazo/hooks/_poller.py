@@ -6,8 +6,9 @@ gateway's rate limit and wasted CPU. One :class:`StatusPoller` keeps **one sched
 due polls in one heap, earliest first (a long wait is never starved by many short ones; a wait's
 last poll is due at its deadline), deadlines in a second heap, so a wait ends at most
 :data:`DEADLINE_GRACE` seconds after its deadline even when its poll is held back or unanswered.
-Polls go straight through the shared keep-alive transport (with the connection's proxy and TLS
-settings); only ``status`` is read until it is terminal.
+Polls go as prebuilt status GETs (:mod:`._status_wire`) straight through the shared keep-alive
+transport's status path (``get_status``: the connection's proxy and TLS settings, no
+``httpx.Request``/``Response`` per poll); only ``status`` is read until it is terminal.
 
 Not here: the rate learned from 429s (:mod:`._pacing`), the connection read, its re-reads and the
 prebuilt requests (:mod:`._poll_connection`), the clock and the wait records (:mod:`._waits`).
@@ -34,6 +35,7 @@ from airflow_provider_pixazo.hooks._pacing import Pacing
 from airflow_provider_pixazo.hooks._poll_connection import REREAD_AFTER_REFUSAL, SETTINGS_TTL, PolledConnection
 from airflow_provider_pixazo.hooks._poll_connection import read_connection as _read_connection  # tests patch it here
 from airflow_provider_pixazo.hooks._settings import ConnectionSettings
+from airflow_provider_pixazo.hooks._status_wire import StatusGet, send_by_httpx
 from airflow_provider_pixazo.hooks._waits import BACKOFF_FACTOR, Clock, SystemClock, UpdateCallback, Wait, WaitEnd
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus, validate_request_id
 
@@ -261,7 +263,7 @@ class StatusPoller:
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _poll(self, wait: Wait, request: httpx.Request, sent_at: float, settings: ConnectionSettings) -> None:
+    async def _poll(self, wait: Wait, request: StatusGet, sent_at: float, settings: ConnectionSettings) -> None:
         try:
             await self._exchange(wait, request, sent_at, settings)
         except Exception as err:
@@ -272,26 +274,31 @@ class StatusPoller:
                 if not wait.future.done():
                     wait.future.set_exception(err)
 
-    async def _exchange(self, wait: Wait, request: httpx.Request, sent_at: float, settings: ConnectionSettings) -> None:
+    async def _exchange(self, wait: Wait, request: StatusGet, sent_at: float, settings: ConnectionSettings) -> None:
         try:
-            response = await _clients.shared_async_transport(settings).handle_async_request(request)
-            response.request = request  # as AsyncClient.send does: error messages name the call
-            body = await response.aread()
+            transport = _clients.shared_async_transport(settings)
+            get_status = getattr(transport, "get_status", None)  # KeepAliveTransport's fast path
+            answer = await (send_by_httpx(transport, request) if get_status is None else get_status(request))
         except httpx.TransportError as exc:
             if not wait.done:  # an untrusted certificate (PixazoTLSError) is terminal: it ends the wait
                 self._settle(wait, error_from_exception(exc))
             return
-        code = response.status_code
+        code = answer.status_code
         if code == 429:
-            self._rate_limited(wait, response, sent_at)
+            self._rate_limited(wait, answer.to_response(request.as_request()), sent_at)
             return
         self._pacing.accepted()  # the gateway took this call: it counts toward the rate it allows
         if wait.done:
             return
         if 200 <= code < 300:
+            try:
+                body = answer.content()
+            except httpx.DecodingError as exc:
+                self._failed(wait, PixazoError(f"Pixazo sent an undecodable status for {wait.request_id}: {exc}"))
+                return
             self._answered(wait, body)
             return
-        error = error_from_response(response, request_id=wait.request_id)
+        error = error_from_response(answer.to_response(request.as_request()), request_id=wait.request_id)
         if isinstance(error, PixazoAuthError):
             await self._refused(wait, error, settings)
         else:

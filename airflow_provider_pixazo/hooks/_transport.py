@@ -13,6 +13,13 @@ bodies, ``Connection: close`` and keep-alive cycles are handled by it, and httpx
 Bodies are read whole: status answers are a few hundred bytes. Media downloads never use this
 transport (they stream through a plain sync client).
 
+The status poller has a shorter path, :meth:`KeepAliveTransport.get_status`: a prebuilt GET
+(:mod:`._status_wire`) written as bytes on the same kept-alive connections, the usual answer
+(``Content-Length`` body) read without h11 or an ``httpx.Response``, anything unusual handed to h11
+mid-way, and one read timer per connection (re-armed only when it fires early) instead of an
+``asyncio.timeout`` per request. Routes, proxies, TLS, slots and the stale-connection retry are the
+ones below; measured, a poll on a warm connection costs about a fifth of the general path's CPU.
+
 It keeps what httpx would give a client made without it (httpx ignores environment proxies as soon
 as a transport is passed in, so it has to be done here, below any client):
 
@@ -40,6 +47,7 @@ import h11
 import httpx
 
 from airflow_provider_pixazo.hooks._proxy import ProxyResolver, ProxyRoute
+from airflow_provider_pixazo.hooks._status_wire import MAX_HEAD, StatusAnswer, StatusGet, parse_head
 from airflow_provider_pixazo.hooks._tls import ssl_context
 
 __all__ = ["KeepAliveTransport"]
@@ -53,10 +61,22 @@ Origin = tuple[bytes, bytes, int]
 
 # Seconds aclose() waits for closing connections before it aborts them.
 _CLOSE_GRACE = 1.0
+_INF = float("inf")
 
 
 class _Connection:
-    __slots__ = ("absolute_form", "extra_headers", "h11", "idle_since", "reader", "writer")
+    __slots__ = (
+        "absolute_form",
+        "deadline",
+        "extra_block",
+        "extra_headers",
+        "h11",
+        "idle_since",
+        "reader",
+        "timed_out",
+        "watchdog",
+        "writer",
+    )
 
     def __init__(
         self,
@@ -74,8 +94,40 @@ class _Connection:
         self.absolute_form = absolute_form
         #: Headers every request on this connection carries (``Proxy-Authorization`` to a forwarding proxy).
         self.extra_headers = extra_headers
+        self.extra_block = b"".join(b"%s: %s\r\n" % pair for pair in extra_headers)
+        # The status path's read deadline (loop time; inf when no read is under way) and the one timer
+        # that enforces it: set once, moved on only when it fires early, never one timer per request.
+        self.deadline = _INF
+        self.watchdog: asyncio.TimerHandle | None = None
+        self.timed_out = False
+
+    def arm(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
+        """Start a read bounded by ``timeout`` seconds (None: unbounded)."""
+        if timeout is None:
+            return
+        self.deadline = loop.time() + timeout
+        if self.watchdog is None:
+            self.watchdog = loop.call_at(self.deadline, self._watch, loop)
+
+    def disarm(self) -> None:
+        """The read is over (its timer stays, and lapses when it fires on an idle connection)."""
+        self.deadline = _INF
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.watchdog = None
+        if self.deadline == _INF:
+            return
+        if loop.time() >= self.deadline:
+            # Aborting wakes the pending read or drain at once; the reader sees timed_out.
+            self.timed_out = True
+            self.writer.transport.abort()
+        else:
+            self.watchdog = loop.call_at(self.deadline, self._watch, loop)
 
     def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
         self.writer.close()
 
 
@@ -142,12 +194,140 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         finally:
             self._slots.release()
 
+    async def get_status(self, get: StatusGet) -> StatusAnswer:
+        """
+        Send a prebuilt status GET (see :mod:`._status_wire`) and read its answer: the status poller's path.
+
+        Same connections, routes, proxies, TLS, slots and stale-connection retry as
+        :meth:`handle_async_request`, without building an ``httpx.Request`` or ``httpx.Response``:
+        the request bytes are the template's, and the usual answer (``Content-Length`` body) is read
+        by :func:`._status_wire.parse_head`; anything else goes to h11, as on the general path.
+        Errors are httpx's (naming the URL, never the key). The wait for a free slot is not timed:
+        it is bounded by the slots' own read timeouts.
+        """
+        origin = get.template.origin
+        await self._slots.acquire()
+        try:
+            conn = self._checkout(origin)
+            if conn is not None:
+                try:
+                    return await self._status_exchange(conn, get, origin)
+                except _StaleConnectionError:
+                    pass  # the server closed it while idle: a GET may go once more on a new connection
+            conn = await self._connect(get.as_request(), origin, get.template.timeouts)
+            try:
+                return await self._status_exchange(conn, get, origin)
+            except _StaleConnectionError as err:
+                raise httpx.RemoteProtocolError(
+                    "Server disconnected without sending a response.", request=get.as_request()
+                ) from err
+        finally:
+            self._slots.release()
+
+    async def _status_exchange(self, conn: _Connection, get: StatusGet, origin: Origin) -> StatusAnswer:
+        loop = asyncio.get_running_loop()
+        reader, writer = conn.reader, conn.writer
+        buf = b""
+        conn.arm(loop, get.template.timeouts.get("read"))
+        try:
+            writer.write(get.wire(conn.absolute_form, conn.extra_block))
+            if writer.transport.get_write_buffer_size():
+                await writer.drain()
+            buf = await reader.read(_READ_SIZE)
+            if not buf:
+                raise _StaleConnectionError
+            while True:
+                end = buf.find(b"\r\n\r\n")
+                if end > MAX_HEAD or (end < 0 and len(buf) > MAX_HEAD):
+                    raise httpx.RemoteProtocolError(
+                        f"Response head longer than {MAX_HEAD} bytes", request=get.as_request()
+                    )
+                if end >= 0 or b"\n\n" in buf or b"\n\r\n" in buf:
+                    break
+                more = await reader.read(_READ_SIZE)
+                if not more:
+                    raise httpx.RemoteProtocolError("Server closed the connection mid-answer", request=get.as_request())
+                buf += more
+            head = parse_head(buf[:end]) if end >= 0 else None
+            if head is None:
+                # Unusual (chunked, Connection: close, 1xx, no length, bad or oversized head): h11 reads
+                # it, or refuses it, exactly as it would on the general path.
+                return await self._status_by_h11(conn, get, buf, origin)
+            total = end + 4 + head.length
+            while len(buf) < total:
+                more = await reader.read(_READ_SIZE)
+                if not more:
+                    raise httpx.RemoteProtocolError("Server closed the connection mid-answer", request=get.as_request())
+                buf += more
+        except _StaleConnectionError:
+            conn.close()
+            if conn.timed_out:
+                raise self._read_timeout(get) from None
+            raise
+        except (ConnectionError, OSError) as err:
+            conn.close()
+            if conn.timed_out:
+                raise self._read_timeout(get) from err
+            if not buf:
+                raise _StaleConnectionError from err
+            raise httpx.ReadError(str(err) or type(err).__name__, request=get.as_request()) from err
+        except httpx.RemoteProtocolError:
+            conn.close()
+            if conn.timed_out:
+                raise self._read_timeout(get) from None
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            conn.disarm()
+        if len(buf) == total:
+            conn.idle_since = time.monotonic()
+            self._idle.setdefault(origin, []).append(conn)
+        else:
+            conn.close()  # bytes beyond the answer: the connection is out of step, never reuse it
+        return StatusAnswer(head.status_code, head.headers, buf[end + 4 : total], head.reason)
+
+    async def _status_by_h11(self, conn: _Connection, get: StatusGet, buf: bytes, origin: Origin) -> StatusAnswer:
+        # The request went out as prebuilt bytes: tell h11 it was sent (its bytes are the same), then
+        # give it what was read so far. Errors propagate to _status_exchange's handlers.
+        headers = [*get.template.headers, *conn.extra_headers]
+        conn.h11.send(h11.Request(method=b"GET", target=get.target(conn.absolute_form), headers=headers))
+        conn.h11.send(h11.EndOfMessage())
+        conn.h11.receive_data(buf)
+        response: h11.Response | None = None
+        chunks: list[bytes] = []
+        try:
+            while True:
+                event = conn.h11.next_event()
+                if event is h11.NEED_DATA:
+                    conn.h11.receive_data(await conn.reader.read(_READ_SIZE))
+                elif isinstance(event, h11.Response):
+                    response = event
+                elif isinstance(event, h11.Data):
+                    chunks.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise httpx.RemoteProtocolError("Server closed the connection mid-answer", request=get.as_request())
+        except h11.ProtocolError as err:
+            raise httpx.RemoteProtocolError(str(err), request=get.as_request()) from err
+        assert response is not None
+        self._release(conn, origin)
+        return StatusAnswer(response.status_code, list(response.headers), b"".join(chunks), bytes(response.reason))
+
+    @staticmethod
+    def _read_timeout(get: StatusGet) -> httpx.ReadTimeout:
+        host = get.template.origin[1].decode("ascii")
+        return httpx.ReadTimeout(f"Timed out reading from {host}", request=get.as_request())
+
     async def aclose(self) -> None:
         """Close every idle connection, and wait (briefly) until they are closed."""
-        writers = [conn.writer for conns in self._idle.values() for conn in conns]
+        conns = [conn for idle in self._idle.values() for conn in idle]
+        writers = [conn.writer for conn in conns]
         self._idle.clear()
-        for writer in writers:
-            writer.close()
+        for conn in conns:
+            conn.close()
         # A TLS connection closes only after its close_notify exchange: without this wait, a loop that
         # ends right after aclose() leaves the socket to the garbage collector (a ResourceWarning).
         try:

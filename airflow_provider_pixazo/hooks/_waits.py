@@ -15,9 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
-
 from airflow_provider_pixazo.exceptions import PixazoError
+from airflow_provider_pixazo.hooks._status_wire import StatusGet
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus
 
 __all__ = ["Clock", "SystemClock", "UpdateCallback", "Wait", "WaitEnd"]
@@ -73,7 +72,7 @@ UpdateCallback = Callable[[RequestStatus | None, PixazoError | None], None]
 
 class Wait:
     """
-    One registered request id: its schedule, its prebuilt request, and the future it ends with.
+    One registered request id: its schedule, its prebuilt status GET, and the future it ends with.
 
     :param request_id: the Pixazo request id waited on.
     :param interval: seconds to the next poll after an answer (grows while nothing changes).
@@ -120,7 +119,7 @@ class Wait:
         self.on_update = on_update
         self.due = now
         self.last_status: RequestStatus | None = None
-        self.request: httpx.Request | None = None
+        self.request: StatusGet | None = None
         self.built_gen = -1
         self.answered = False  # some poll got an answer (or a definite failure)
         self.failing = False  # the last poll failed; the next failure is not reported again

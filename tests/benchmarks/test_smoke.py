@@ -81,3 +81,27 @@ def test_benchmarks_produce_their_figures(tmp_path: Path) -> None:
     assert isinstance(rate_rows[0]["learned_rate"], float)
     assert "share 429" in rate_out
     assert "wall ÷ floor" in rate_out
+
+
+def test_waiting_cost_compares_a_baseline_checkout_side_by_side(tmp_path: Path) -> None:
+    """``--baseline``: the table gains the baseline's row and a before/after line (no run: render only)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import waiting_cost
+    finally:
+        sys.path.remove(str(BENCH))
+
+    def row(kind: str, cpu: float) -> dict[str, object]:
+        return {
+            "kind": kind, "n": 1000, "interval_s": 1.0, "polls": 5000, "cpu_us_per_poll": cpu,
+            "conns_per_poll": 0.003, "rss_bytes_per_trigger": 4000.0, "lag_p50_ms": 1.0, "lag_p99_ms": 2.0,
+            "lag_max_ms": 3.0, "ok": 1000, "error_count": 0, "wall_s": 5.0,
+        }  # fmt: skip
+
+    table = waiting_cost.render([row("pixazo", 200.0), row(waiting_cost.BASELINE, 300.0), row("http", 1000.0)])
+    assert "PixazoRequestTrigger (baseline checkout)" in table
+    assert "| 1000 | 300 → 200 | 0.30 | 0.20 | 0.67 |" in table
+    assert "| 1000 | 0.20 met |" in table
+
+    with pytest.raises(SystemExit):
+        waiting_cost.main(["--baseline", str(tmp_path)])  # no package there: refused before any run

@@ -11,6 +11,7 @@ import tracemalloc
 from collections import Counter
 from typing import Any
 
+import h11
 import httpx
 import pytest
 import respx
@@ -20,6 +21,7 @@ from airflow_provider_pixazo.exceptions import PixazoAuthError, PixazoNotFoundEr
 from airflow_provider_pixazo.hooks import _clients, _poller
 from airflow_provider_pixazo.hooks._poller import DEADLINE_GRACE, SETTINGS_TTL, StatusPoller, WaitEnd
 from airflow_provider_pixazo.hooks._settings import DEFAULT_MAX_POLLS_PER_SECOND, settings_from_connection
+from airflow_provider_pixazo.hooks._status_wire import StatusAnswer, StatusGet
 from airflow_provider_pixazo.models import RequestStatus
 from airflow_provider_pixazo.testing._faults import TokenBucket
 from tests.conftest import API_KEY, BASE_URL
@@ -51,6 +53,7 @@ class Gateway:
         self.requests: list[httpx.Request] = []
         self.seen: Counter[str] = Counter()
         self.override: Any = None  # async (request) -> Response | None, tried first
+        self.edge: Any = None  # the StatusEdge the poller sends to
 
     def limit(self, rate: float, burst: float | None = None) -> None:
         self.bucket = TokenBucket(rate, burst, clock=lambda: self.clock.now)
@@ -113,11 +116,37 @@ def clock() -> VirtualClock:
     return VirtualClock()
 
 
+class StatusEdge:
+    """
+    The transport's status path, faked at the network edge: the prebuilt GET's bytes are parsed back
+    (by h11, as a server would) into the request the fake gateway answers.
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.sent: list[StatusGet] = []
+
+    async def get_status(self, get: StatusGet) -> StatusAnswer:
+        self.sent.append(get)
+        server = h11.Connection(h11.SERVER)
+        server.receive_data(get.wire(False, b""))
+        event = server.next_event()
+        assert isinstance(event, h11.Request)
+        assert isinstance(server.next_event(), h11.EndOfMessage)  # no body, nothing after it
+        scheme = get.template.origin[0].decode()
+        host = dict(event.headers)[b"host"].decode()
+        request = httpx.Request("GET", f"{scheme}://{host}{event.target.decode()}", headers=event.headers)
+        response = await self.gateway(request)
+        body = await response.aread()
+        headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() != b"content-encoding"]
+        return StatusAnswer(response.status_code, headers, body)
+
+
 @pytest.fixture
 def gateway(clock: VirtualClock, monkeypatch: pytest.MonkeyPatch) -> Gateway:
     fake = Gateway(clock)
-    transport = httpx.MockTransport(fake)
-    monkeypatch.setattr(_clients, "shared_async_transport", lambda settings: transport)
+    fake.edge = StatusEdge(fake)
+    monkeypatch.setattr(_clients, "shared_async_transport", lambda settings: fake.edge)
     return fake
 
 
@@ -186,15 +215,32 @@ async def test_the_status_request_is_prebuilt_from_the_connection_with_the_key(
     await clock.run(start(poller, rid("a"), clock=clock))
 
     assert len(gateway.requests) == 3
-    assert {id(r) for r in gateway.requests} == {id(gateway.requests[0])}  # built once, sent three times
+    sent = gateway.edge.sent
+    assert {id(g) for g in sent} == {id(sent[0])}  # built once, sent three times
     request = gateway.requests[0]
     assert str(request.url) == f"https://gateway.test:8443/prefix/v2/requests/status/{rid('a')}"
     assert request.method == "GET"
     assert request.headers[KEY_HEADER] == API_KEY
     assert request.headers["Host"] == "gateway.test:8443"
-    assert request.extensions["timeout"]["read"] == 30.0  # the connection's timeout reaches the transport
+    assert sent[0].template.timeouts["read"] == 30.0  # the connection's timeout reaches the transport
     assert API_KEY not in repr(poller)
     assert source.reads == 1
+
+
+@pytest.mark.asyncio
+async def test_a_key_that_would_split_the_request_is_refused_without_showing_it(
+    clock: VirtualClock, gateway: Gateway
+) -> None:
+    source = Source()
+    source.key = "sk-bad\r\nX-Evil: 1"
+    poller = make_poller(clock, source)
+
+    end = await clock.run(start(poller, rid(1), clock=clock))
+
+    assert isinstance(end.error, PixazoValidationError)
+    assert "password" in str(end.error)
+    assert "sk-bad" not in str(end.error)
+    assert gateway.calls == []
 
 
 @pytest.mark.asyncio
@@ -517,6 +563,7 @@ async def test_thousands_of_waits_coming_and_going_leave_a_steady_state(clock: V
         )
         assert all(e.result is not None for e in ends)
         gateway.requests.clear()
+        gateway.edge.sent.clear()
         gateway.calls.clear()
         gateway.seen.clear()
         assert empty(poller)
