@@ -62,6 +62,11 @@ def deferred_ssl_context(verify: bool | str) -> Any:
     local gateway, the emulator's media) makes no context at all. The setting, and the
     ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` variables, are read now, when the client is made, as httpx
     reads them; a CA file that cannot be read fails now too, as it would in httpx.
+
+    For sync ``httpx.Client`` only (the hook's API and media clients): httpcore's sync TLS calls
+    ``wrap_socket`` / ``wrap_bio``, which are forwarded, but anyio, under an ``httpx.AsyncClient``,
+    checks ``isinstance(ctx, ssl.SSLContext)`` and would refuse it. Async callers use
+    :func:`ssl_context` (the triggers' transport does).
     """
     key = _key(verify, _ALPN)
     if key[1] is None:  # the file or directory is missing: raise the error httpx would raise now
