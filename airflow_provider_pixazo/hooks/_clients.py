@@ -3,9 +3,11 @@ The hook's httpx clients: how they are configured, and one shared async client p
 
 The sync API client is made per hook (:class:`~airflow_provider_pixazo.hooks.pixazo.PixazoHook`);
 the async one is shared by every trigger waiting in a triggerer loop, on the keep-alive transport
-of :mod:`._transport`. All of them, and the hook's media client, take proxies and TLS from the same
-settings: :func:`network_kwargs` for the plain httpx clients, the transport's own arguments for the
-async one (httpx would ignore a ``proxy=`` given next to a custom transport).
+of :mod:`._transport`, and closed when that loop is shut down (``asyncio.run()``, as in the
+triggerer and ``dag.test()``), so no kept-alive socket outlives its loop. All of them, and the
+hook's media client, take proxies and TLS from the same settings: :func:`network_kwargs` for the
+plain httpx clients, the transport's own arguments for the async one (httpx would ignore a
+``proxy=`` given next to a custom transport).
 """
 
 from __future__ import annotations
