@@ -42,6 +42,8 @@ READ_ACCESS = [
     Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.TASK_INSTANCE)),
     Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.XCOM)),
 ]
+#: A record lists a handful of files; nine digits is far beyond any real position.
+_MAX_POSITION_DIGITS = 9
 _STATIC = {"pixazo.js": "text/javascript; charset=utf-8", "pixazo.css": "text/css; charset=utf-8"}
 # Pages and data are per user: never cached by a shared proxy, never framed by another site.
 _PRIVATE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -120,6 +122,12 @@ def _parse_map_index(value: str | None) -> int | None:
         return int(value)
     except ValueError:
         return None
+
+
+def _is_position(value: str) -> bool:
+    # ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() refuses or reads as
+    # another number; and a bounded length, since int() refuses a string of over 4300 digits.
+    return value.isascii() and value.isdigit() and len(value) <= _MAX_POSITION_DIGITS
 
 
 def _run_or_404(session: Any, dag_id: str, run_id: str) -> list[TaskRecord]:
@@ -214,7 +222,7 @@ def create_app() -> FastAPI:
         index = _parse_map_index(map_index)
         stored = (
             find_stored(session, dag_id, run_id, task_id, -1 if index is None else index, int(position))
-            if position.isdigit()
+            if _is_position(position)
             else None
         )
         # The metadata DB is done with; do not hold its transaction (a lock, on sqlite) while bytes stream.

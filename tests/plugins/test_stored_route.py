@@ -86,6 +86,11 @@ def test_refused_callers_get_no_bytes(view_client: Any, local_run: StoredRun) ->
         pytest.param(10**6, "store", "", id="far-out"),
         pytest.param("-1", "store", "", id="negative"),
         pytest.param("..%2F..%2Fetc%2Fpasswd", "store", "", id="a-path"),
+        # Not ASCII digits: int() refuses "²" (was a 500) and reads Arabic-Indic "١" as 1 (was file 1).
+        pytest.param(quote("\u00b2"), "store", "", id="superscript-two"),
+        pytest.param(quote("\u0661"), "store", "", id="arabic-indic-one"),
+        pytest.param("1" * 5000, "store", "", id="more-digits-than-int-takes"),  # was a 500
+        pytest.param("0" * 9 + "1", "store", "", id="ten-digits"),
         pytest.param("0", "store", "?map_index=3", id="no-such-mapped-instance"),
         pytest.param("0", "generate", "", id="a-task-that-stored-nothing"),
         pytest.param("0", "no_such_task", "", id="no-such-task"),
