@@ -31,6 +31,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy import select
 
+from airflow_provider_pixazo.plugins.records import xcom_value
 from airflow_provider_pixazo.plugins.stored import find_stored, open_stored
 from airflow_provider_pixazo.plugins.view_model import PIXAZO_XCOM_KEYS, TaskRecord, build_run_view, build_task_view
 
@@ -49,16 +50,6 @@ _STATIC = {"pixazo.js": "text/javascript; charset=utf-8", "pixazo.css": "text/cs
 _PRIVATE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 # A stored image is bytes to show, nothing to run: no scripts, no loads, even if opened on its own.
 _IMAGE = {**_PRIVATE, "Content-Security-Policy": "default-src 'none'; sandbox", "Content-Disposition": "inline"}
-
-
-def _xcom_value(raw: Any) -> Any:
-    # Stored as JSON text by the task SDK (or already decoded when set through the execution API).
-    if isinstance(raw, str | bytes):
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw
-    return raw
 
 
 def load_run(session: Any, dag_id: str, run_id: str) -> list[TaskRecord]:
@@ -99,7 +90,7 @@ def load_run(session: Any, dag_id: str, run_id: str) -> list[TaskRecord]:
     for row in xcom_rows:
         task = tasks.get((row.task_id, row.map_index))
         if task is not None:
-            task.xcom[row.key] = _xcom_value(row.value)
+            task.xcom[row.key] = xcom_value(row.value)
     rendered_rows = session.execute(
         select(
             RenderedTaskInstanceFields.task_id,

@@ -26,7 +26,6 @@ Reading streams in fixed chunks, so serving an image costs constant memory whate
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ from airflow.models.renderedtifields import RenderedTaskInstanceFields
 from airflow.models.xcom import XComModel
 from sqlalchemy import select
 
-from airflow_provider_pixazo.plugins.records import STORED_XCOM_KEY
+from airflow_provider_pixazo.plugins.records import STORED_XCOM_KEY, xcom_value
 
 __all__ = [
     "CHUNK_BYTES",
@@ -72,15 +71,6 @@ class StoredObject:
     conn_id: str | None
 
 
-def _decoded(raw: Any) -> Any:
-    if isinstance(raw, str | bytes):
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return None
-    return raw
-
-
 def find_stored(
     session: Any, dag_id: str, run_id: str, task_id: str, map_index: int, position: int
 ) -> StoredObject | None:
@@ -103,7 +93,7 @@ def find_stored(
             XComModel.key == STORED_XCOM_KEY,
         )
     ).scalar()
-    record = _decoded(raw)
+    record = xcom_value(raw)
     files = record.get("files") if isinstance(record, dict) else None
     if not isinstance(files, list) or not 0 <= position < len(files):
         return None
