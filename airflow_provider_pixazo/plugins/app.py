@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterator
 from importlib import resources
 from typing import Annotated, Any
 
@@ -30,12 +31,13 @@ from airflow.models.xcom import XComModel
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy import select
+from starlette.types import Receive, Scope, Send
 
 from airflow_provider_pixazo.plugins.records import xcom_value
 from airflow_provider_pixazo.plugins.stored import find_stored, open_stored
 from airflow_provider_pixazo.plugins.view_model import PIXAZO_XCOM_KEYS, TaskRecord, build_run_view, build_task_view
 
-__all__ = ["create_app"]
+__all__ = ["ClosingStreamingResponse", "create_app"]
 
 #: Read access to everything the view shows: the run, its task instances (rendered fields) and XComs.
 READ_ACCESS = [
@@ -50,6 +52,29 @@ _STATIC = {"pixazo.js": "text/javascript; charset=utf-8", "pixazo.css": "text/cs
 _PRIVATE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 # A stored image is bytes to show, nothing to run: no scripts, no loads, even if opened on its own.
 _IMAGE = {**_PRIVATE, "Content-Security-Policy": "default-src 'none'; sandbox", "Content-Disposition": "inline"}
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """
+    A streamed body whose source is closed however the response ends: sent whole, client gone, or failed.
+
+    Starlette leaves a half-read sync iterator to the garbage collector when the browser goes away
+    (and skips ``background`` tasks when the server reports the disconnect as an error, ASGI 2.4), so
+    an object store's file would stay open until then.
+    """
+
+    def __init__(self, content: Iterator[bytes], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._source = content
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Never mid-read here: Starlette's thread-pool reads are not abandoned on cancellation.
+            close = getattr(self._source, "close", None)
+            if close is not None:
+                close()
 
 
 def load_run(session: Any, dag_id: str, run_id: str) -> list[TaskRecord]:
@@ -209,7 +234,7 @@ def create_app() -> FastAPI:
         position: str,
         session: SessionDep,
         map_index: Annotated[str | None, Query()] = None,
-    ) -> StreamingResponse:
+    ) -> ClosingStreamingResponse:
         index = _parse_map_index(map_index)
         stored = (
             find_stored(session, dag_id, run_id, task_id, -1 if index is None else index, int(position))
@@ -225,6 +250,6 @@ def create_app() -> FastAPI:
         headers = dict(_IMAGE)
         if size is not None:
             headers["Content-Length"] = str(size)
-        return StreamingResponse(chunks, media_type=media_type, headers=headers)
+        return ClosingStreamingResponse(chunks, media_type=media_type, headers=headers)
 
     return app

@@ -10,6 +10,7 @@ the stored ones, streamed; anything gone, out of range or not an image is a bare
 from __future__ import annotations
 
 import hashlib
+import os
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,6 +142,89 @@ def test_s3_objects_are_read_with_the_transfers_connection(
     s3_client.delete_object(Bucket=s3_bucket, Key=run.stored["files"][0]["uri"].removeprefix(f"s3://{s3_bucket}/"))
     response = view_client.get(stored_path(run, 0), headers=headers)
     assert (response.status_code, response.json()) == (404, NOT_FOUND)
+
+
+def _open_descriptors_of(path: Path) -> int:
+    """How many of this process's file descriptors are open on ``path`` (Linux's /proc)."""
+    fd_dir = Path("/proc/self/fd")
+    count = 0
+    for fd in fd_dir.iterdir():
+        try:
+            count += Path(os.readlink(fd)) == path
+        except OSError:  # closed while listing
+            continue
+    return count
+
+
+def _get_raw(view_client: Any, run: StoredRun, *, gone_after_chunks: int | None) -> tuple[list[dict[str, Any]], Any]:
+    """
+    GET the first stored file over raw ASGI (as uvicorn would, ASGI 2.4), reading ``gone_after_chunks``.
+
+    The TestClient always reads a body whole; here ``send`` raises OSError once the client has read
+    that many body chunks, which is how the server reports a browser that went away mid-download.
+    Returns what was sent and the exception the app ended with (kept: it holds the app's frames, so
+    nothing is left for the garbage collector to close early).
+    """
+    import anyio
+
+    path = f"/api/dags/{run.dag_id}/runs/{run.run_id}/tasks/store/stored/0"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": stored_path(run, 0).encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token_for(view_client, READER)}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    sent: list[dict[str, Any]] = []
+    requested = anyio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if not requested.is_set():
+            requested.set()
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep_forever()  # the client says nothing more: its going away shows up in send()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        bodies = sum(m["type"] == "http.response.body" for m in sent)
+        if message["type"] == "http.response.body" and gone_after_chunks is not None and bodies >= gone_after_chunks:
+            raise OSError("client went away")
+        sent.append(message)
+
+    async def call() -> Any:
+        try:
+            await view_client.app(scope, receive, send)
+        except Exception as err:  # what the app ended with, kept for its frames
+            return err
+        return None
+
+    return sent, anyio.run(call)
+
+
+@pytest.mark.parametrize("gone_after_chunks", [0, 1, None], ids=["before-any-byte", "after-one-chunk", "read-whole"])
+def test_the_stored_object_is_closed_however_the_response_ends(
+    view_client: Any, local_run: StoredRun, gone_after_chunks: int | None
+) -> None:
+    file = Path(local_run.stored["files"][0]["uri"].removeprefix("file://"))
+    assert file.stat().st_size > 512, "the file must span more than one chunk (the sniffed head, then the rest)"
+    assert _open_descriptors_of(file) == 0
+    sent, ended_with = _get_raw(view_client, local_run, gone_after_chunks=gone_after_chunks)
+    assert (sent[0]["type"], sent[0]["status"]) == ("http.response.start", 200), sent
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    if gone_after_chunks is None:
+        assert ended_with is None
+        assert body == file.read_bytes()
+    else:
+        assert ended_with is not None  # the disconnect, still referenced: nothing was collected yet
+        assert len(body) < file.stat().st_size
+    assert _open_descriptors_of(file) == 0, "the stored object is still open after the response ended"
 
 
 # -- what a record may point at ---------------------------------------------------------------------
