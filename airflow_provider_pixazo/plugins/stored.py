@@ -57,9 +57,9 @@ CHUNK_BYTES = 64 * 1024
 #: How much an object store's file reads ahead. s3fs's default, 50 MiB, would hold a whole image in
 #: memory on the first read; this bounds what one stream holds whatever the object's size.
 READ_BLOCK_BYTES = 1024 * 1024
-#: Object stores the view reads from. Not http(s), ftp and the like: the api-server is no proxy.
 #: Schemes read from the api-server's own disk: no credentials involved.
 LOCAL_SCHEMES = frozenset({"file"})
+#: Object stores the view reads from. Not http(s), ftp and the like: the api-server is no proxy.
 READABLE_SCHEMES = frozenset({"file", "s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "wasb", "wasbs"})
 
 

@@ -21,7 +21,14 @@ from urllib.parse import quote
 import pytest
 
 from airflow_provider_pixazo.plugins.records import STORED_XCOM_KEY
-from airflow_provider_pixazo.plugins.stored import CHUNK_BYTES, READ_BLOCK_BYTES, StoredObject, open_stored
+from airflow_provider_pixazo.plugins.stored import (
+    CHUNK_BYTES,
+    READ_BLOCK_BYTES,
+    StoredObject,
+    destination_root,
+    open_stored,
+    relative_under,
+)
 from tests.plugins.conftest import OUTSIDER, READER, StoredRun, token_for
 from tests.transfers.conftest import AWS_CONN_ID
 
@@ -344,6 +351,60 @@ def test_a_local_destination_given_as_a_bare_path_is_served(
     with rendered_as(run, destination="plain/images"):
         response = view_client.get(stored_path(run, 1), headers=bearer(view_client))
     assert (response.status_code, response.json()) == (404, NOT_FOUND)
+
+
+@pytest.mark.parametrize(
+    ("destination", "dest_conn_id", "expected"),
+    [
+        pytest.param("s3://b/images/", "view_dest", ("s3://b/images", "view_dest"), id="uri-trailing-slash"),
+        pytest.param("s3://view_dest@b/images", "", ("s3://b/images", "view_dest"), id="connection-in-the-uri"),
+        pytest.param(
+            {"path": "s3://view_dest@b/images", "conn_id": "view_dest", "kwargs": {}},
+            None,
+            ("s3://b/images", "view_dest"),
+            id="a-serialised-ObjectStoragePath",
+        ),
+        pytest.param(
+            "/data/x/../images", "", ("file:///data/images", None), id="absolute-path-as-the-worker-resolves-it"
+        ),
+        pytest.param("s3://b/images", "", None, id="remote-without-connection"),
+        pytest.param("s3://b/images", "None", None, id="remote-with-None-rendered"),
+        pytest.param("s3://b/images", "no_such_connection", None, id="connection-gone"),
+        pytest.param("images", "", None, id="relative-to-the-worker"),
+        pytest.param("~/images", "", None, id="the-workers-home"),
+        pytest.param(
+            "Truncated. You can change this behaviour in [core]max_templated_field_length. 's3://b/im",
+            "view_dest",
+            None,
+            id="truncated-rendering",
+        ),
+        pytest.param(["s3://b/images"], "view_dest", None, id="not-a-destination"),
+    ],
+)
+def test_the_destination_is_resolved_as_the_transfer_resolved_it(
+    destination: Any, dest_conn_id: Any, expected: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_VIEW_DEST", '{"conn_type": "aws"}')
+    assert destination_root(destination, dest_conn_id) == expected
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("s3://b/images/r/0.png", "r/0.png"),
+        ("s3://b/images-evil/0.png", None),
+        ("s3://b/images", None),
+        ("s3://b/images/", None),
+        ("s3://c/images/r/0.png", None),
+        ("gs://b/images/r/0.png", None),
+        ("s3://b/images/r/../../x.png", None),
+        ("s3://b/images/r/%2E%2E/x.png", None),
+        ("s3://b/images/r/0.png\n", None),
+    ],
+)
+def test_under_the_destination_means_inside_its_prefix_by_plain_segments(uri: str, expected: str | None) -> None:
+    assert relative_under(uri, "s3://b/images") == expected
+    assert relative_under(uri, "s3://b/images/") == expected
 
 
 @pytest.fixture
