@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterator
 from importlib import resources
 from typing import Annotated, Any
 
@@ -30,11 +31,13 @@ from airflow.models.xcom import XComModel
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy import select
+from starlette.types import Receive, Scope, Send
 
+from airflow_provider_pixazo.plugins.records import xcom_value
 from airflow_provider_pixazo.plugins.stored import find_stored, open_stored
 from airflow_provider_pixazo.plugins.view_model import PIXAZO_XCOM_KEYS, TaskRecord, build_run_view, build_task_view
 
-__all__ = ["create_app"]
+__all__ = ["ClosingStreamingResponse", "create_app"]
 
 #: Read access to everything the view shows: the run, its task instances (rendered fields) and XComs.
 READ_ACCESS = [
@@ -42,6 +45,8 @@ READ_ACCESS = [
     Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.TASK_INSTANCE)),
     Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.XCOM)),
 ]
+#: A record lists a handful of files; nine digits is far beyond any real position.
+_MAX_POSITION_DIGITS = 9
 _STATIC = {"pixazo.js": "text/javascript; charset=utf-8", "pixazo.css": "text/css; charset=utf-8"}
 # Pages and data are per user: never cached by a shared proxy, never framed by another site.
 _PRIVATE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -49,14 +54,27 @@ _PRIVATE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _IMAGE = {**_PRIVATE, "Content-Security-Policy": "default-src 'none'; sandbox", "Content-Disposition": "inline"}
 
 
-def _xcom_value(raw: Any) -> Any:
-    # Stored as JSON text by the task SDK (or already decoded when set through the execution API).
-    if isinstance(raw, str | bytes):
+class ClosingStreamingResponse(StreamingResponse):
+    """
+    A streamed body whose source is closed however the response ends: sent whole, client gone, or failed.
+
+    Starlette leaves a half-read sync iterator to the garbage collector when the browser goes away
+    (and skips ``background`` tasks when the server reports the disconnect as an error, ASGI 2.4), so
+    an object store's file would stay open until then.
+    """
+
+    def __init__(self, content: Iterator[bytes], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._source = content
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            return json.loads(raw)
-        except ValueError:
-            return raw
-    return raw
+            await super().__call__(scope, receive, send)
+        finally:
+            # Never mid-read here: Starlette's thread-pool reads are not abandoned on cancellation.
+            close = getattr(self._source, "close", None)
+            if close is not None:
+                close()
 
 
 def load_run(session: Any, dag_id: str, run_id: str) -> list[TaskRecord]:
@@ -97,7 +115,7 @@ def load_run(session: Any, dag_id: str, run_id: str) -> list[TaskRecord]:
     for row in xcom_rows:
         task = tasks.get((row.task_id, row.map_index))
         if task is not None:
-            task.xcom[row.key] = _xcom_value(row.value)
+            task.xcom[row.key] = xcom_value(row.value)
     rendered_rows = session.execute(
         select(
             RenderedTaskInstanceFields.task_id,
@@ -120,6 +138,12 @@ def _parse_map_index(value: str | None) -> int | None:
         return int(value)
     except ValueError:
         return None
+
+
+def _is_position(value: str) -> bool:
+    # ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() refuses or reads as
+    # another number; and a bounded length, since int() refuses a string of over 4300 digits.
+    return value.isascii() and value.isdigit() and len(value) <= _MAX_POSITION_DIGITS
 
 
 def _run_or_404(session: Any, dag_id: str, run_id: str) -> list[TaskRecord]:
@@ -210,11 +234,11 @@ def create_app() -> FastAPI:
         position: str,
         session: SessionDep,
         map_index: Annotated[str | None, Query()] = None,
-    ) -> StreamingResponse:
+    ) -> ClosingStreamingResponse:
         index = _parse_map_index(map_index)
         stored = (
             find_stored(session, dag_id, run_id, task_id, -1 if index is None else index, int(position))
-            if position.isdigit()
+            if _is_position(position)
             else None
         )
         # The metadata DB is done with; do not hold its transaction (a lock, on sqlite) while bytes stream.
@@ -226,6 +250,6 @@ def create_app() -> FastAPI:
         headers = dict(_IMAGE)
         if size is not None:
             headers["Content-Length"] = str(size)
-        return StreamingResponse(chunks, media_type=media_type, headers=headers)
+        return ClosingStreamingResponse(chunks, media_type=media_type, headers=headers)
 
     return app

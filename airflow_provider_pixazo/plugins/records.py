@@ -8,15 +8,41 @@ storage URIs, sizes and checksums of the files the transfer wrote.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["FAILURE_XCOM_KEY", "STORED_XCOM_KEY", "record_failure", "record_stored", "stored_summary"]
+__all__ = [
+    "FAILURE_XCOM_KEY",
+    "STORED_XCOM_KEY",
+    "record_failure",
+    "record_stored",
+    "stored_summary",
+    "xcom_value",
+]
 
 #: XCom key of a request that ended FAILED or ERROR (``RequestResult.to_dict()``), pushed before the task fails.
 FAILURE_XCOM_KEY = "pixazo_failure"
 #: XCom key under which the transfer pushes the files it wrote and its provenance sidecar.
 STORED_XCOM_KEY = "pixazo_stored"
+
+
+def xcom_value(raw: Any) -> Any:
+    """
+    An XCom's value as read from the metadata DB's ``value`` column: decoded JSON, else as stored.
+
+    The Task SDK stores JSON text; Airflow's REST API (``XComModel.set(serialize=False)``) may store
+    the value already decoded. Text that is not JSON comes back as it is (the view shows it as text;
+    the stored-copy route, wanting a mapping, finds nothing in it).
+
+    :param raw: the column's value.
+    """
+    if isinstance(raw, str | bytes):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
 
 
 def record_failure(context: Mapping[str, Any], result: Any) -> None:
