@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,11 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests._net import free_port, tail
+
+# tests/e2e/test_pixazo_view.py imports the port helper from here under its old name.
+_free_port = free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = ROOT / "example_dags"
@@ -73,19 +77,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(here):
             item.add_marker(pytest.mark.timeout(E2E_TIMEOUT))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "<no output>"
 
 
 @dataclass
@@ -151,9 +142,9 @@ class _Processes:
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.stop(proc)
-                pytest.fail(f"`{' '.join(args[1:])}` took more than {timeout}s:\n{_tail(log)}")
+                pytest.fail(f"`{' '.join(args[1:])}` took more than {timeout}s:\n{tail(log)}")
         if code != 0:
-            pytest.fail(f"`{' '.join(args[1:])}` exited {code}:\n{_tail(log)}")
+            pytest.fail(f"`{' '.join(args[1:])}` exited {code}:\n{tail(log)}")
 
     @staticmethod
     def stop(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
@@ -218,14 +209,14 @@ def _wait_until_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, time
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"airflow api-server exited {proc.returncode}:\n{_tail(log)}")
+            pytest.fail(f"airflow api-server exited {proc.returncode}:\n{tail(log)}")
         try:
             if httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    pytest.fail(f"airflow api-server not healthy after {timeout}s:\n{_tail(log)}")
+    pytest.fail(f"airflow api-server not healthy after {timeout}s:\n{tail(log)}")
 
 
 @pytest.fixture(scope="session")
@@ -238,7 +229,7 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowS
     home, logs = base / "airflow-home", base / "logs"
     home.mkdir()
     logs.mkdir()
-    ui_port = _free_port()
+    ui_port = free_port()
     ui_url = f"http://127.0.0.1:{ui_port}"
     stored = base / "stored"
     env = _subprocess_env(home, ui_port, _dags_folder(base))
@@ -259,7 +250,7 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowS
         assert emulator.stdout is not None
         emulator_url = emulator.stdout.readline().decode().strip()  # the URL is its first line
         if not emulator_url.startswith("http://127.0.0.1:"):
-            pytest.fail(f"the emulator did not print its URL:\n{_tail(logs / 'emulator.log')}")
+            pytest.fail(f"the emulator did not print its URL:\n{tail(logs / 'emulator.log')}")
 
         procs.run("db-migrate", AIRFLOW, "db", "migrate", timeout=300)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests._net import free_port
 
 # The loopback moto server is the transfer suite's session fixture; one server serves both folders.
 from tests.transfers.conftest import moto_endpoint  # noqa: F401 (a fixture, taken by name)
@@ -55,13 +56,6 @@ def run_dag(dagbag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cal
     return run
 
 
-def _closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def s3_only_through(
     moto_endpoint: str,  # noqa: F811 (the imported fixture, by name)
@@ -79,7 +73,7 @@ def s3_only_through(
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "DEFAULT-IDENTITY-MUST-NOT-BE-USED")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "default-identity-must-not-be-used")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)

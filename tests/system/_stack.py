@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests._net import free_port, tail
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = ROOT / "example_dags"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -35,19 +36,6 @@ API_KEY = "sk-system-LEAKCHECK-5c1e"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 #: Long-running processes: one exiting while the test waits is a failure, reported with its log.
 SERVICES = {"api-server", "scheduler", "dag-processor", "triggerer-2"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "<no output>"
 
 
 @dataclass
