@@ -1,11 +1,12 @@
 """
 A real Airflow behind a real browser, once per session, all on 127.0.0.1.
 
-``airflow_stack`` starts, with a throwaway ``AIRFLOW_HOME`` under pytest's tmp dir: the Pixazo
-emulator, ``airflow db migrate``, one finished run of ``pixazo_one_task`` (``airflow dags test``,
-its connection pointing at the emulator) and ``airflow api-server`` (UI + REST API, simple auth
-manager with everyone admin, the connection Test button enabled). ``browser`` is one headless
-Chromium driven by Selenium through the Debian chromedriver; nothing is downloaded at run time.
+``airflow_stack`` starts, with a throwaway ``AIRFLOW_HOME`` under pytest's tmp dir: the Pixazo emulator,
+a migrated metadata DB (a copy of the session's ``migrated_db``), one finished run of
+``pixazo_one_task`` (``airflow dags test``, its connection pointing at the emulator) and ``airflow
+api-server`` (UI + REST API, simple auth manager with everyone admin, the connection Test button
+enabled). ``browser`` is one headless Chromium driven by Selenium through the Debian chromedriver;
+nothing is downloaded at run time.
 
 Every process is started in its own session and stopped at teardown by terminating its whole
 process group (then killing it if it lingers), so no uvicorn worker or emulator thread outlives the
@@ -29,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests._airflow_db import copy_db
 from tests._net import free_port, tail
 
 # tests/e2e/test_pixazo_view.py imports the port helper from here under its old name.
@@ -220,7 +222,7 @@ def _wait_until_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, time
 
 
 @pytest.fixture(scope="session")
-def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+def airflow_stack(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> Iterator[AirflowStack]:
     """Emulator + migrated DB + one finished ``pixazo_one_task`` run + api-server; all stopped at teardown."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent: run scripts/install-browser.sh")
@@ -252,7 +254,7 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowS
         if not emulator_url.startswith("http://127.0.0.1:"):
             pytest.fail(f"the emulator did not print its URL:\n{tail(logs / 'emulator.log')}")
 
-        procs.run("db-migrate", AIRFLOW, "db", "migrate", timeout=300)
+        copy_db(migrated_db, home)  # what `airflow db migrate` would make, without its seconds of startup
 
         # One finished run for the UI to show: the deferrable task runs its trigger in line.
         conn = {"conn_type": "pixazo", "host": emulator_url, "password": API_KEY}

@@ -1,10 +1,9 @@
-"""Fixtures for real Airflow runs: a migrated metadata DB and the ``pixazo`` pool, once per session."""
+"""Fixtures for real Airflow runs of the examples (the metadata DB is ``airflow_db``, in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,13 +18,6 @@ from tests.transfers.conftest import moto_endpoint  # noqa: F401 (a fixture, tak
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """``airflow db migrate`` (dag.test() needs the tables) and the pool the examples submit through."""
-    for command in (["db", "migrate"], ["pools", "set", "pixazo", "4", "Pixazo submits"]):
-        subprocess.run([AIRFLOW, *command], env=dict(os.environ), check=True, capture_output=True, timeout=300)
 
 
 @pytest.fixture(scope="session")
