@@ -50,7 +50,9 @@ CHAOS_FAULTS = FaultConfig(
 )
 HELD_OUT_FAULTS = FaultConfig(status_500_every_other=True, first_n_submits_429=3)
 # dag.test() runs one task at a time: the generate tasks all run before the first sensor, so a
-# request must still be processing when the sensors start for any of them to defer.
+# request must still be processing when the sensors start for any of them to defer. The emulator's
+# clock stands still until the first trigger runs (_HeldClock), so however long the generate tasks
+# take on a busy machine, the jobs then still have these seconds to go.
 PROCESSING_SECONDS = 8.0
 _RETRY_DELAY = re.compile(r"retrying in (\d+(?:\.\d+)?)s")
 
@@ -80,8 +82,48 @@ def log_records() -> Iterator[_Records]:
         root.removeHandler(handler)
 
 
+class _HeldClock:
+    """
+    ``time`` as the emulator sees it: ``monotonic()`` stands still until :meth:`release`, then runs on.
+
+    Jobs submitted while it is held stay QUEUED/PROCESSING however long the generate tasks take (a
+    busy 2-core machine made them outlast a fixed processing time, and then no sensor deferred), and
+    after release they take their configured time. Everything else is the real ``time`` module.
+    """
+
+    def __init__(self) -> None:
+        self._held_at: float | None = time.monotonic()
+        self._lost = 0.0
+
+    def monotonic(self) -> float:
+        held_at = self._held_at
+        return (held_at if held_at is not None else time.monotonic()) - self._lost
+
+    def release(self) -> None:
+        if self._held_at is not None:
+            self._lost = time.monotonic() - self._held_at
+            self._held_at = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 @pytest.fixture
-def canary_emulator(monkeypatch: pytest.MonkeyPatch) -> Callable[..., PixazoEmulator]:
+def canary_emulator(monkeypatch: pytest.MonkeyPatch, inline_triggers: InlineTriggers) -> Callable[..., PixazoEmulator]:
+    """Start emulators with the canary key; their clock is held until ``dag.test()`` runs its first trigger."""
+    from airflow.sdk.definitions import dag as dag_module
+
+    from airflow_provider_pixazo.testing import emulator as emulator_module
+
+    clock = _HeldClock()
+    monkeypatch.setattr(emulator_module, "time", clock)
+    recording = dag_module._run_inline_trigger  # inline_triggers' recorder, set up before this fixture
+
+    def releasing(trigger: Any, ti: Any) -> Any:
+        clock.release()
+        return recording(trigger, ti)
+
+    monkeypatch.setattr(dag_module, "_run_inline_trigger", releasing)
     started: list[PixazoEmulator] = []
 
     def start(**options: Any) -> PixazoEmulator:
