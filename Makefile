@@ -64,7 +64,7 @@ test: $(STAMP)
 test-newest: $(STAMP)
 	@# CI (CI=true) installs Debian's Chromium so the browser test runs; elsewhere it skips without one.
 	@if [ -n "$$CI" ]; then sh scripts/install-browser.sh; fi
-	AIRFLOW_HOME=$(TEST_HOME) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	AIRFLOW_HOME=$(TEST_HOME) $(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 ## ruff and mypy as CI runs them (`make lint` also checks the formatting).
 lint-ci: $(STAMP)
@@ -73,7 +73,7 @@ lint-ci: $(STAMP)
 
 ## The integration tests on the oldest supported Airflow (requirements/floor.in says which and why).
 test-floor: $(FLOOR_STAMP)
-	AIRFLOW_HOME=$(FLOOR_HOME) $(FLOOR_BIN)/python -m pytest -q -p no:cacheprovider \
+	AIRFLOW_HOME=$(FLOOR_HOME) $(FLOOR_BIN)/python -m pytest -q -p no:cacheprovider --durations=10 \
 		-m "not chaos and not e2e and not system" $(FLOOR_TESTS)
 
 ## The browser test alone (installs Debian's Chromium first; needs root or sudo).

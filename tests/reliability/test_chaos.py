@@ -25,6 +25,7 @@ import pytest
 
 from airflow_provider_pixazo.testing.emulator import FaultConfig, JobStatus, PixazoEmulator
 from airflow_provider_pixazo.testing.pytest_plugin import connection_env_var, connection_json
+from tests._clock import HeldClock
 from tests.reliability.conftest import (
     CANARY_KEY,
     InlineTriggers,
@@ -51,7 +52,7 @@ CHAOS_FAULTS = FaultConfig(
 HELD_OUT_FAULTS = FaultConfig(status_500_every_other=True, first_n_submits_429=3)
 # dag.test() runs one task at a time: the generate tasks all run before the first sensor, so a
 # request must still be processing when the sensors start for any of them to defer. The emulator's
-# clock stands still until the first trigger runs (_HeldClock), so however long the generate tasks
+# clock stands still until the first trigger runs (tests/_clock.py), so however long the generate tasks
 # take on a busy machine, the jobs then still have these seconds to go.
 PROCESSING_SECONDS = 8.0
 _RETRY_DELAY = re.compile(r"retrying in (\d+(?:\.\d+)?)s")
@@ -82,32 +83,6 @@ def log_records() -> Iterator[_Records]:
         root.removeHandler(handler)
 
 
-class _HeldClock:
-    """
-    ``time`` as the emulator sees it: ``monotonic()`` stands still until :meth:`release`, then runs on.
-
-    Jobs submitted while it is held stay QUEUED/PROCESSING however long the generate tasks take (a
-    busy 2-core machine made them outlast a fixed processing time, and then no sensor deferred), and
-    after release they take their configured time. Everything else is the real ``time`` module.
-    """
-
-    def __init__(self) -> None:
-        self._held_at: float | None = time.monotonic()
-        self._lost = 0.0
-
-    def monotonic(self) -> float:
-        held_at = self._held_at
-        return (held_at if held_at is not None else time.monotonic()) - self._lost
-
-    def release(self) -> None:
-        if self._held_at is not None:
-            self._lost = time.monotonic() - self._held_at
-            self._held_at = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-
 @pytest.fixture
 def canary_emulator(monkeypatch: pytest.MonkeyPatch, inline_triggers: InlineTriggers) -> Callable[..., PixazoEmulator]:
     """Start emulators with the canary key; their clock is held until ``dag.test()`` runs its first trigger."""
@@ -115,7 +90,7 @@ def canary_emulator(monkeypatch: pytest.MonkeyPatch, inline_triggers: InlineTrig
 
     from airflow_provider_pixazo.testing import emulator as emulator_module
 
-    clock = _HeldClock()
+    clock = HeldClock()
     monkeypatch.setattr(emulator_module, "time", clock)
     recording = dag_module._run_inline_trigger  # inline_triggers' recorder, set up before this fixture
 
