@@ -24,7 +24,7 @@ FLOOR_HOME := $(CURDIR)/.airflow-home/floor
 # The unit tests (hooks, models, retry, ...) run on the pinned newest only: they test our code, not Airflow.
 FLOOR_TESTS ?= tests/example_dags tests/testing tests/triggers tests/transfers tests/test_compat.py
 
-.PHONY: demo test test-floor e2e lint venv venv-floor clean
+.PHONY: demo test test-newest test-floor lint-ci e2e lint venv venv-floor clean
 
 venv: $(STAMP)
 
@@ -53,17 +53,27 @@ demo: $(STAMP)
 		--dags-folder $(CURDIR)/example_dags --output $(CURDIR)/.demo/images
 
 ## The whole suite: unit, emulator, dag.test() runs, S3 on a loopback moto server, lint and types.
+## Three jobs side by side (scripts/run-suites.sh prints each one's output whole when it ends, then a
+## summary, and fails naming the job that failed): the pinned newest, the floor (it builds .venv-floor
+## first) and ruff + mypy. They wait on Airflow subprocesses far more than on the CPU, so this takes
+## about as long as the newest alone.
 test: $(STAMP)
+	@MAKE="$(MAKE)" sh scripts/run-suites.sh test-newest test-floor lint-ci
+
+## The whole suite on the pinned newest Airflow.
+test-newest: $(STAMP)
 	@# CI (CI=true) installs Debian's Chromium so the browser test runs; elsewhere it skips without one.
 	@if [ -n "$$CI" ]; then sh scripts/install-browser.sh; fi
-	AIRFLOW_HOME=$(TEST_HOME) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	AIRFLOW_HOME=$(TEST_HOME) $(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+
+## ruff and mypy as CI runs them (`make lint` also checks the formatting).
+lint-ci: $(STAMP)
 	$(BIN)/ruff check airflow_provider_pixazo tests example_dags benchmarks
 	$(BIN)/mypy airflow_provider_pixazo
-	@$(MAKE) --no-print-directory test-floor
 
 ## The integration tests on the oldest supported Airflow (requirements/floor.in says which and why).
 test-floor: $(FLOOR_STAMP)
-	AIRFLOW_HOME=$(FLOOR_HOME) $(FLOOR_BIN)/python -m pytest -q -p no:cacheprovider \
+	AIRFLOW_HOME=$(FLOOR_HOME) $(FLOOR_BIN)/python -m pytest -q -p no:cacheprovider --durations=10 \
 		-m "not chaos and not e2e and not system" $(FLOOR_TESTS)
 
 ## The browser test alone (installs Debian's Chromium first; needs root or sudo).

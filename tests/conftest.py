@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,6 +29,7 @@ import respx.mocks  # noqa: E402
 respx.mocks.DEFAULT_MOCKER = "httpx"
 
 from airflow_provider_pixazo import retry  # noqa: E402
+from tests._airflow_db import AIRFLOW, copy_db, migrate_template  # noqa: E402
 
 # Airflow 3.3's task SDK resolves AIRFLOW_CONN_* variables in BaseHook.get_connection and
 # aget_connection outside a running task with no further setup (checked in
@@ -36,6 +38,33 @@ from airflow_provider_pixazo import retry  # noqa: E402
 API_KEY = "sk-test-SECRET-123"
 BASE_URL = "https://gateway.test"
 CONN_ENV = "AIRFLOW_CONN_PIXAZO_DEFAULT"
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty SQLite metadata DB, made once per session; copy it (``tests._airflow_db.copy_db``)."""
+    return migrate_template(tmp_path_factory.mktemp("migrated-db"))
+
+
+@pytest.fixture(scope="session")
+def airflow_db(migrated_db: Path) -> None:
+    """
+    The suite's own metadata DB ready for ``dag.test()``: migrated, with the ``pixazo`` pool the
+    examples submit through. A home with no DB yet gets a copy of ``migrated_db``; an existing one
+    (a developer's, maybe from an older Airflow) or a non-default database is migrated in place.
+    """
+    from airflow.configuration import conf
+    from airflow.models.pool import Pool
+
+    target = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
+    if conf.get("database", "sql_alchemy_conn") == f"sqlite:///{target}" and not target.exists():
+        copy_db(migrated_db, target.parent)
+    else:
+        done = subprocess.run(
+            [AIRFLOW, "db", "migrate"], env=dict(os.environ), capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode == 0, f"`airflow db migrate` failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    Pool.create_or_update_pool("pixazo", 4, "Pixazo submits", include_deferred=False)
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """
 A real Airflow behind a real browser, once per session, all on 127.0.0.1.
 
-``airflow_stack`` starts, with a throwaway ``AIRFLOW_HOME`` under pytest's tmp dir: the Pixazo
-emulator, ``airflow db migrate``, one finished run of ``pixazo_one_task`` (``airflow dags test``,
-its connection pointing at the emulator) and ``airflow api-server`` (UI + REST API, simple auth
-manager with everyone admin, the connection Test button enabled). ``browser`` is one headless
-Chromium driven by Selenium through the Debian chromedriver; nothing is downloaded at run time.
+``airflow_stack`` starts, with a throwaway ``AIRFLOW_HOME`` under pytest's tmp dir: the Pixazo emulator,
+a migrated metadata DB (a copy of the session's ``migrated_db``), one finished run of
+``pixazo_one_task`` (``airflow dags test``, its connection pointing at the emulator) and ``airflow
+api-server`` (UI + REST API, simple auth manager with everyone admin, the connection Test button
+enabled). ``browser`` is one headless Chromium driven by Selenium through the Debian chromedriver;
+nothing is downloaded at run time.
 
 Every process is started in its own session and stopped at teardown by terminating its whole
 process group (then killing it if it lingers), so no uvicorn worker or emulator thread outlives the
@@ -18,7 +19,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +29,12 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests._airflow_db import copy_db
+from tests._net import free_port, tail
+
+# tests/e2e/test_pixazo_view.py imports the port helper from here under its old name.
+_free_port = free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = ROOT / "example_dags"
@@ -73,19 +79,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(here):
             item.add_marker(pytest.mark.timeout(E2E_TIMEOUT))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "<no output>"
 
 
 @dataclass
@@ -151,9 +144,9 @@ class _Processes:
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.stop(proc)
-                pytest.fail(f"`{' '.join(args[1:])}` took more than {timeout}s:\n{_tail(log)}")
+                pytest.fail(f"`{' '.join(args[1:])}` took more than {timeout}s:\n{tail(log)}")
         if code != 0:
-            pytest.fail(f"`{' '.join(args[1:])}` exited {code}:\n{_tail(log)}")
+            pytest.fail(f"`{' '.join(args[1:])}` exited {code}:\n{tail(log)}")
 
     @staticmethod
     def stop(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
@@ -218,18 +211,18 @@ def _wait_until_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, time
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"airflow api-server exited {proc.returncode}:\n{_tail(log)}")
+            pytest.fail(f"airflow api-server exited {proc.returncode}:\n{tail(log)}")
         try:
             if httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    pytest.fail(f"airflow api-server not healthy after {timeout}s:\n{_tail(log)}")
+    pytest.fail(f"airflow api-server not healthy after {timeout}s:\n{tail(log)}")
 
 
 @pytest.fixture(scope="session")
-def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+def airflow_stack(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> Iterator[AirflowStack]:
     """Emulator + migrated DB + one finished ``pixazo_one_task`` run + api-server; all stopped at teardown."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent: run scripts/install-browser.sh")
@@ -238,7 +231,7 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowS
     home, logs = base / "airflow-home", base / "logs"
     home.mkdir()
     logs.mkdir()
-    ui_port = _free_port()
+    ui_port = free_port()
     ui_url = f"http://127.0.0.1:{ui_port}"
     stored = base / "stored"
     env = _subprocess_env(home, ui_port, _dags_folder(base))
@@ -259,9 +252,9 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowS
         assert emulator.stdout is not None
         emulator_url = emulator.stdout.readline().decode().strip()  # the URL is its first line
         if not emulator_url.startswith("http://127.0.0.1:"):
-            pytest.fail(f"the emulator did not print its URL:\n{_tail(logs / 'emulator.log')}")
+            pytest.fail(f"the emulator did not print its URL:\n{tail(logs / 'emulator.log')}")
 
-        procs.run("db-migrate", AIRFLOW, "db", "migrate", timeout=300)
+        copy_db(migrated_db, home)  # what `airflow db migrate` would make, without its seconds of startup
 
         # One finished run for the UI to show: the deferrable task runs its trigger in line.
         conn = {"conn_type": "pixazo", "host": emulator_url, "password": API_KEY}

@@ -1,11 +1,9 @@
-"""Fixtures for real Airflow runs: a migrated metadata DB and the ``pixazo`` pool, once per session."""
+"""Fixtures for real Airflow runs of the examples (the metadata DB is ``airflow_db``, in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,18 +11,13 @@ from typing import Any
 
 import pytest
 
+from tests._net import free_port
+
 # The loopback moto server is the transfer suite's session fixture; one server serves both folders.
 from tests.transfers.conftest import moto_endpoint  # noqa: F401 (a fixture, taken by name)
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """``airflow db migrate`` (dag.test() needs the tables) and the pool the examples submit through."""
-    for command in (["db", "migrate"], ["pools", "set", "pixazo", "4", "Pixazo submits"]):
-        subprocess.run([AIRFLOW, *command], env=dict(os.environ), check=True, capture_output=True, timeout=300)
 
 
 @pytest.fixture(scope="session")
@@ -55,13 +48,6 @@ def run_dag(dagbag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cal
     return run
 
 
-def _closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def s3_only_through(
     moto_endpoint: str,  # noqa: F811 (the imported fixture, by name)
@@ -79,7 +65,7 @@ def s3_only_through(
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "DEFAULT-IDENTITY-MUST-NOT-BE-USED")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "default-identity-must-not-be-used")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)

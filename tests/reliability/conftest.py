@@ -9,8 +9,6 @@ The DAGs here are not in the dags folder, so each is written to the metadata DB 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,13 +22,6 @@ DAGS = Path(__file__).resolve().parent / "dags"
 
 #: A key nobody else uses, so any occurrence found anywhere came from these tests.
 CANARY_KEY = "sk-live-CANARY-7f3a9"
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """``airflow db migrate`` and the ``pixazo`` pool, once per session (as tests/example_dags does)."""
-    for command in (["db", "migrate"], ["pools", "set", "pixazo", "4", "Pixazo submits"]):
-        subprocess.run([AIRFLOW, *command], env=dict(os.environ), check=True, capture_output=True, timeout=300)
 
 
 @dataclass

@@ -25,6 +25,7 @@ import pytest
 
 from airflow_provider_pixazo.testing.emulator import FaultConfig, JobStatus, PixazoEmulator
 from airflow_provider_pixazo.testing.pytest_plugin import connection_env_var, connection_json
+from tests._clock import HeldClock
 from tests.reliability.conftest import (
     CANARY_KEY,
     InlineTriggers,
@@ -50,7 +51,9 @@ CHAOS_FAULTS = FaultConfig(
 )
 HELD_OUT_FAULTS = FaultConfig(status_500_every_other=True, first_n_submits_429=3)
 # dag.test() runs one task at a time: the generate tasks all run before the first sensor, so a
-# request must still be processing when the sensors start for any of them to defer.
+# request must still be processing when the sensors start for any of them to defer. The emulator's
+# clock stands still until the first trigger runs (tests/_clock.py), so however long the generate tasks
+# take on a busy machine, the jobs then still have these seconds to go.
 PROCESSING_SECONDS = 8.0
 _RETRY_DELAY = re.compile(r"retrying in (\d+(?:\.\d+)?)s")
 
@@ -81,7 +84,21 @@ def log_records() -> Iterator[_Records]:
 
 
 @pytest.fixture
-def canary_emulator(monkeypatch: pytest.MonkeyPatch) -> Callable[..., PixazoEmulator]:
+def canary_emulator(monkeypatch: pytest.MonkeyPatch, inline_triggers: InlineTriggers) -> Callable[..., PixazoEmulator]:
+    """Start emulators with the canary key; their clock is held until ``dag.test()`` runs its first trigger."""
+    from airflow.sdk.definitions import dag as dag_module
+
+    from airflow_provider_pixazo.testing import emulator as emulator_module
+
+    clock = HeldClock()
+    monkeypatch.setattr(emulator_module, "time", clock)
+    recording = dag_module._run_inline_trigger  # inline_triggers' recorder, set up before this fixture
+
+    def releasing(trigger: Any, ti: Any) -> Any:
+        clock.release()
+        return recording(trigger, ti)
+
+    monkeypatch.setattr(dag_module, "_run_inline_trigger", releasing)
     started: list[PixazoEmulator] = []
 
     def start(**options: Any) -> PixazoEmulator:

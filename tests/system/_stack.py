@@ -1,12 +1,13 @@
 """
 A real Airflow deployment in miniature, all on 127.0.0.1: the pieces the system test drives.
 
-``airflow_system`` gives a throwaway ``AIRFLOW_HOME`` (sqlite, LocalExecutor: Airflow 3.3 accepts
-that pair), a migrated metadata DB, the Pixazo emulator (in this process, so the test can read its
-submit counts) and ``airflow api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` as
-separate processes. Each process starts in its own session and is stopped by its own process group
-(SIGTERM, then SIGKILL), so no task supervisor, uvicorn worker or trigger runner outlives the test.
-The environment (connection, Variables, tuned intervals) is given to the subprocesses only.
+``airflow_system`` gives a throwaway ``AIRFLOW_HOME`` (sqlite, LocalExecutor: Airflow 3.3 accepts that
+pair), a migrated metadata DB (a copy of the session's ``migrated_db``), the Pixazo emulator (in this
+process, so the test can read its submit counts) and ``airflow api-server``, ``scheduler``,
+``dag-processor`` and ``triggerer`` as separate processes. Each process starts in its own session and is
+stopped by its own process group (SIGTERM, then SIGKILL), so no task supervisor, uvicorn worker or
+trigger runner outlives the test. The environment (connection, Variables, tuned intervals) is given to
+the subprocesses only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +27,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests._airflow_db import copy_db
+from tests._net import free_port, tail
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = ROOT / "example_dags"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -35,19 +38,6 @@ API_KEY = "sk-system-LEAKCHECK-5c1e"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 #: Long-running processes: one exiting while the test waits is a failure, reported with its log.
 SERVICES = {"api-server", "scheduler", "dag-processor", "triggerer-2"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "<no output>"
 
 
 @dataclass
@@ -92,22 +82,39 @@ class Processes:
         _wait_group_gone(proc.pid)
 
     def stop(self, name: str, grace: float = 15.0) -> None:
-        proc = self.started[name]
+        self.stop_together([name], grace)
+
+    def stop_together(self, names: list[str], grace: float = 15.0) -> None:
+        """SIGTERM every group at once, so their shutdowns overlap; SIGKILL what is left after ``grace``."""
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)  # the group: task supervisors, workers, trigger runners too
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                continue
-            if _wait_group_gone(proc.pid, timeout=wait):
+            running = []
+            for name in names:
+                try:
+                    os.killpg(self.started[name].pid, sig)  # the group: task supervisors, workers, trigger runners
+                except ProcessLookupError:
+                    continue
+                running.append(name)
+            deadline = time.monotonic() + wait
+            names = []
+            for name in running:
+                proc = self.started[name]
+                try:
+                    proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    names.append(name)
+                    continue
+                if not _wait_group_gone(proc.pid, timeout=max(deadline - time.monotonic(), 0.1)):
+                    names.append(name)
+            if not names:
                 return
 
     def stop_all(self) -> None:
-        for name in reversed(list(self.started)):
-            self.stop(name)
+        # The api-server last: until they exit, the scheduler's and triggerer's workers report to its
+        # execution API.
+        others = [name for name in reversed(list(self.started)) if name != "api-server"]
+        self.stop_together(others)
+        if "api-server" in self.started:
+            self.stop("api-server")
 
 
 def _wait_group_gone(pgid: int, timeout: float = 5.0) -> bool:
@@ -203,8 +210,11 @@ def _environment(home: Path, api_port: int, emulator_url: str, images: Path) -> 
     return env
 
 
-def start_system(tmp_path: Path) -> Iterator[AirflowSystem]:
-    """Emulator + migrated sqlite DB + api-server, scheduler, dag-processor, triggerer; all stopped after."""
+def start_system(tmp_path: Path, migrated_db: Path) -> Iterator[AirflowSystem]:
+    """
+    Emulator + a copy of the migrated sqlite DB ``migrated_db`` + api-server, scheduler, dag-processor,
+    triggerer; all stopped after.
+    """
     from airflow_provider_pixazo.testing.emulator import PixazoEmulator
 
     started = time.monotonic()
@@ -216,7 +226,7 @@ def start_system(tmp_path: Path) -> Iterator[AirflowSystem]:
     procs = Processes(_environment(home, api_port, emulator.url, images), logs)
     system = AirflowSystem(home, logs, images, f"http://127.0.0.1:{api_port}", procs, emulator)
     try:
-        system.airflow("db-migrate", "db", "migrate")
+        copy_db(migrated_db, home)  # what `airflow db migrate` would make, without its seconds of startup
         procs.start("api-server", AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(api_port))
         procs.start("dag-processor", AIRFLOW, "dag-processor")
         procs.start("scheduler", AIRFLOW, "scheduler", "--skip-serve-logs")

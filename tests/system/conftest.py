@@ -11,6 +11,6 @@ from tests.system._stack import AirflowSystem, start_system
 
 
 @pytest.fixture
-def airflow_system(tmp_path: Path) -> Iterator[AirflowSystem]:
+def airflow_system(tmp_path: Path, migrated_db: Path) -> Iterator[AirflowSystem]:
     """Emulator + migrated sqlite DB + api-server, scheduler, dag-processor, triggerer; all stopped after."""
-    yield from start_system(tmp_path)
+    yield from start_system(tmp_path, migrated_db)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from tests._clock import HeldClock
 from tests.system._stack import AIRFLOW, API_KEY, AirflowSystem
 
 pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(600)]
@@ -36,9 +37,11 @@ FIRST_WAITS = [(DAILY, "one_image.wait", i) for i in range(4)] + [
     (ONE_TASK, "generate_and_wait", -1),
     (EDIT, "generate_base", -1),
 ]
-#: Seconds a job submitted before the kill stays PROCESSING: long enough that every first-stage
-#: wait is deferred in the first triggerer before any of them can finish, even on a busy machine.
-HOLD_SECONDS = 60.0
+#: Seconds a job stays PROCESSING on the emulator's clock. The first-stage jobs are submitted while
+#: that clock is held (tests/_clock.py) and it is released only after the kill, so each of their waits
+#: is still deferred in the first triggerer when it dies however busy the machine, and nobody waits
+#: out a fixed hold long enough for the slowest machine.
+PROCESSING_SECONDS = 1.0
 
 
 def _task_instances(system: AirflowSystem, dag_id: str, run_id: str) -> list[dict[str, Any]]:
@@ -64,8 +67,12 @@ def _png(path: Path) -> tuple[str | None, tuple[int, int]]:
         return picture.format, picture.size
 
 
-def test_examples_survive_a_killed_triggerer(airflow_system: AirflowSystem) -> None:
+def test_examples_survive_a_killed_triggerer(airflow_system: AirflowSystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_pixazo.testing import emulator as emulator_module
+
     system, emulator = airflow_system, airflow_system.emulator
+    clock = HeldClock(held=False)
+    monkeypatch.setattr(emulator_module, "time", clock)
     started = time.monotonic()
 
     # The dag-processor has parsed every example (paused at creation).
@@ -80,7 +87,8 @@ def test_examples_survive_a_killed_triggerer(airflow_system: AirflowSystem) -> N
 
     # Trigger today's run of the daily DAG (the logical date its schedule would use, so unpausing it
     # creates no second run), and one run of each other example.
-    emulator.processing_seconds = HOLD_SECONDS
+    emulator.processing_seconds = PROCESSING_SECONDS
+    clock.hold()
     logical_date = system.api("GET", f"/dags/{DAILY}")["next_dagrun_logical_date"]
     assert logical_date, "the daily DAG has no next run"
     triggers = {
@@ -111,18 +119,16 @@ def test_examples_survive_a_killed_triggerer(airflow_system: AirflowSystem) -> N
     assert len(first_triggerer) == 1, first_triggerer
     first_jobs = emulator.requests
     assert len(first_jobs) == 6, sorted(first_jobs)
-    now = time.monotonic()
+    now = clock.monotonic()
     running = {rid for rid, job in first_jobs.items() if not job.status_at(now).is_terminal}
-    assert running == set(first_jobs), (
-        f"jobs finished before the kill; raise HOLD_SECONDS ({HOLD_SECONDS}s): {set(first_jobs) - running}"
-    )
+    assert running == set(first_jobs), f"jobs finished before the kill: {set(first_jobs) - running}"
 
     print(f"[system] deferred at {time.monotonic() - started:.1f}s")
     system.procs.kill("triggerer")
-    killed_at = time.monotonic()
+    killed_at = clock.monotonic()  # the emulator's clock: RecordedCall.at is read from it
     deferred_at_kill = time.monotonic() - started
-    # Jobs submitted from now on (the edit step) finish quickly: only the first stage needs holding.
-    emulator.processing_seconds = 1.0
+    # The held jobs now finish PROCESSING_SECONDS later, while the new triggerer starts.
+    clock.release()
     system.start_triggerer("triggerer-2")
 
     # Every run finishes, each first-stage wait resumed by the new triggerer.

@@ -1,0 +1,75 @@
+#!/bin/sh
+# Run make targets side by side, each writing to its own log, and keep the output readable:
+# each target's log is printed whole, under a header, when that target finishes (never interleaved),
+# then one summary line per target (exit code, seconds, pytest's closing line). Exits 1 naming every
+# target that failed; a target that fails does not stop the others, so every failure is shown.
+#
+# Why side by side: the suites spend most of their time waiting on Airflow subprocesses and servers,
+# not on the CPU, so on CI's 2 cores they overlap well (see the README's Development section).
+#
+#   sh scripts/run-suites.sh test-newest test-floor lint-ci
+set -u
+
+MAKE=${MAKE:-make}
+# Seconds between "still running" lines, so a long quiet stretch in CI's log is not mistaken for a hang.
+HEARTBEAT=${RUN_SUITES_HEARTBEAT:-60}
+logs=$(mktemp -d "${TMPDIR:-/tmp}/pixazo-suites.XXXXXX")
+begin=$(date +%s)
+pids=""
+
+trap 'for p in $pids; do kill "$p" 2>/dev/null; done; exit 130' INT TERM
+
+for target in "$@"; do
+    $MAKE --no-print-directory "$target" >"$logs/$target.log" 2>&1 &
+    pids="$pids $!"
+    echo "$!" >"$logs/$target.pid"
+    echo "$(date +%s)" >"$logs/$target.start"
+    echo "[suites] started $target (log: $logs/$target.log)"
+done
+
+pending="$*"
+failed=""
+next_beat=$((begin + HEARTBEAT))
+while [ -n "$pending" ]; do
+    still=""
+    for target in $pending; do
+        pid=$(cat "$logs/$target.pid")
+        if kill -0 "$pid" 2>/dev/null; then
+            still="$still $target"
+            continue
+        fi
+        wait "$pid"
+        code=$?
+        seconds=$(($(date +%s) - $(cat "$logs/$target.start")))
+        echo "$code $seconds" >"$logs/$target.done"
+        echo
+        echo "======================== $target: exit $code after ${seconds}s ========================"
+        cat "$logs/$target.log"
+        echo "======================== end of $target ========================"
+        [ "$code" -eq 0 ] || failed="$failed $target"
+    done
+    pending=$still
+    if [ -n "$pending" ]; then
+        now=$(date +%s)
+        if [ "$now" -ge "$next_beat" ]; then
+            echo "[suites] $((now - begin))s: still running:$pending"
+            next_beat=$((now + HEARTBEAT))
+        fi
+        sleep 1
+    fi
+done
+
+echo
+echo "[suites] all done in $(($(date +%s) - begin))s:"
+for target in "$@"; do
+    read -r code seconds <"$logs/$target.done"
+    # pytest's closing line ("1101 passed, 1 xfailed in 512.3s"), when the target ran pytest.
+    closing=$(grep -E '^=* *[0-9]+ (passed|failed|error|skipped|xfailed|deselected)' "$logs/$target.log" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')
+    if [ "$code" -eq 0 ]; then verdict=ok; else verdict=FAILED; fi
+    echo "[suites]   $target: $verdict (exit $code, ${seconds}s)${closing:+: $closing}"
+done
+if [ -n "$failed" ]; then
+    echo "[suites] FAILED:$failed (each one's whole output is above, under its header)"
+    exit 1
+fi
+rm -rf "$logs"
