@@ -342,7 +342,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if now - conn.idle_since < self._keepalive_expiry and not conn.reader.at_eof():
+            if now - conn.idle_since < self._keepalive_expiry and _quiet(conn.reader):
                 return conn
             conn.close()
         return None
@@ -510,12 +510,29 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         )
 
     def _release(self, conn: _Connection, origin: Origin) -> None:
-        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
+        # Bytes h11 holds past the answer (a second response behind a chunked one, say) would be read
+        # as the next request's answer: such a connection is out of step and never reused.
+        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE and not conn.h11.trailing_data[0]:
             conn.h11.start_next_cycle()
             conn.idle_since = time.monotonic()
             self._idle.setdefault(origin, []).append(conn)
         else:
             conn.close()
+
+
+def _quiet(reader: asyncio.StreamReader) -> bool:
+    """
+    True if an idle connection has received nothing since its last answer: safe to send on.
+
+    Anything the server sent while the connection sat idle (a late or duplicate answer, a 408 before
+    it closes, an EOF) would otherwise be read as the next request's answer; httpcore likewise drops a
+    connection that is readable before reusing it. The loop moves every byte that reaches the socket
+    into the reader's buffer as soon as it is readable, so the buffer and the EOF flag say it all,
+    without a system call. ``_buffer`` is private to asyncio's StreamReader (a bytearray since Python
+    3.4; there is no public "bytes pending" accessor); reading its length costs nothing on the poll's
+    hot path, and tests/hooks/test_status_path.py fails if it ever disappears.
+    """
+    return not reader._buffer and not reader.at_eof()  # type: ignore[attr-defined]
 
 
 class _StaleConnectionError(Exception):

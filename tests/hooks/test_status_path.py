@@ -25,7 +25,7 @@ from airflow_provider_pixazo.exceptions import PixazoServerError, PixazoTLSError
 from airflow_provider_pixazo.hooks import _clients
 from airflow_provider_pixazo.hooks._poller import StatusPoller
 from airflow_provider_pixazo.hooks._status_wire import StatusAnswer, StatusGet, StatusTemplate
-from airflow_provider_pixazo.hooks._transport import KeepAliveTransport
+from airflow_provider_pixazo.hooks._transport import KeepAliveTransport, _quiet
 from airflow_provider_pixazo.models import RequestStatus
 from airflow_provider_pixazo.testing._faults import FaultConfig
 from airflow_provider_pixazo.testing.emulator import PixazoEmulator
@@ -222,6 +222,72 @@ async def test_bytes_beyond_the_answer_retire_the_connection(
     finally:
         await transport.aclose()
     assert scripted.connections == 2
+
+
+# -- a kept connection that heard anything more is never reused ----------------------------------------
+
+_LATE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nWRONG"
+_408 = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_RIGHT = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nRIGHT\r\n0\r\n\r\n"
+
+
+async def _poll(transport: KeepAliveTransport, template: StatusTemplate, path: str, fast: bool) -> tuple[int, bytes]:
+    if fast:
+        answer = await transport.get_status(template.get(path))
+        return answer.status_code, answer.body
+    # The general path, as the shared client sends (not closed here: closing it would empty the pool).
+    response = await httpx.AsyncClient(transport=transport).get(template.base_url + path)
+    return response.status_code, response.content
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["get_status", "handle_async_request"])
+@pytest.mark.parametrize(
+    ("pieces", "closes"),
+    [
+        # The answer, then (PAUSE later, while the connection is idle) a duplicate one.
+        pytest.param([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nFIRST", _LATE], False, id="late-answer"),
+        # A 408 a server sends on an idle connection before it closes it.
+        pytest.param([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nFIRST", _408], True, id="408-then-close"),
+        # A chunked answer (read by h11) with a second response right behind it in the same read.
+        pytest.param(
+            [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nFIRST\r\n0\r\n\r\n" + _LATE],
+            False,
+            id="chunked-then-extra",
+        ),
+    ],
+)
+async def test_a_connection_that_received_more_than_its_answer_is_never_reused(
+    scripted: Scripted, clean_proxy_env: pytest.MonkeyPatch, pieces: list[bytes], closes: bool, fast: bool
+) -> None:
+    scripted.answers["/first"] = pieces
+    scripted.answers["/next"] = [_RIGHT]  # chunked: on the fast path it goes through h11, which would hold WRONG
+    if closes:
+        scripted.close_after.add("/first")
+    transport = KeepAliveTransport()
+    template = scripted.template()
+    try:
+        first = await _poll(transport, template, "/first", fast)
+        await asyncio.sleep(PAUSE * 5)  # the extra bytes reach the idle connection (same loop: in order)
+        after = await _poll(transport, template, "/next", fast)
+    finally:
+        await transport.aclose()
+    assert first == (200, b"FIRST")
+    assert after == (200, b"RIGHT")
+    assert transport.connections_opened == 2
+    assert [r.split(b" ", 2)[1] for r in scripted.requests] == [b"/first", b"/next"]
+
+
+async def test_the_idle_check_reads_the_stream_reader_s_private_buffer() -> None:
+    """``_quiet`` reads ``StreamReader._buffer`` (cheap, no public equivalent): this breaks if asyncio renames it."""
+    reader = asyncio.StreamReader()
+    assert isinstance(reader._buffer, bytearray)
+    assert _quiet(reader)
+    reader.feed_data(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert len(reader._buffer) > 0
+    assert not _quiet(reader)
+    drained = asyncio.StreamReader()
+    drained.feed_eof()
+    assert not _quiet(drained)
 
 
 @pytest.mark.parametrize(
