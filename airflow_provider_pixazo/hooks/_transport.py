@@ -10,8 +10,9 @@ with 10 or 10 000 triggers waiting. Parsing is h11's (the parser httpcore itself
 bodies, ``Connection: close`` and keep-alive cycles are handled by it, and httpx above still decodes
 ``Content-Encoding``, applies auth and builds the ``httpx.Response``.
 
-Bodies are read whole: status answers are a few hundred bytes. Media downloads never use this
-transport (they stream through a plain sync client).
+Bodies are read whole: status answers are a few hundred bytes (the status path refuses one over
+:data:`._status_wire.MAX_BODY`). Media downloads never use this transport (they stream through a
+plain sync client).
 
 The status poller has a shorter path, :meth:`KeepAliveTransport.get_status`: a prebuilt GET
 (:mod:`._status_wire`) written as bytes on the same kept-alive connections, the usual answer
@@ -47,7 +48,7 @@ import h11
 import httpx
 
 from airflow_provider_pixazo.hooks._proxy import ProxyResolver, ProxyRoute
-from airflow_provider_pixazo.hooks._status_wire import MAX_HEAD, StatusAnswer, StatusGet, parse_head
+from airflow_provider_pixazo.hooks._status_wire import MAX_BODY, MAX_HEAD, StatusAnswer, StatusGet, parse_head
 from airflow_provider_pixazo.hooks._tls import ssl_context
 
 __all__ = ["KeepAliveTransport"]
@@ -253,6 +254,8 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                 # Unusual (chunked, Connection: close, 1xx, no length, bad or oversized head): h11 reads
                 # it, or refuses it, exactly as it would on the general path.
                 return await self._status_by_h11(conn, get, buf, origin)
+            if head.length > MAX_BODY:
+                raise _too_large(get)
             total = end + 4 + head.length
             while len(buf) < total:
                 more = await reader.read(_READ_SIZE)
@@ -297,6 +300,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         conn.h11.receive_data(buf)
         response: h11.Response | None = None
         chunks: list[bytes] = []
+        size = 0
         try:
             while True:
                 event = conn.h11.next_event()
@@ -306,6 +310,9 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                     response = event
                 elif isinstance(event, h11.Data):
                     chunks.append(bytes(event.data))
+                    size += len(event.data)
+                    if size > MAX_BODY:
+                        raise _too_large(get)
                 elif isinstance(event, h11.EndOfMessage):
                     break
                 elif isinstance(event, h11.ConnectionClosed):
@@ -518,6 +525,12 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             self._idle.setdefault(origin, []).append(conn)
         else:
             conn.close()
+
+
+def _too_large(get: StatusGet) -> httpx.RemoteProtocolError:
+    return httpx.RemoteProtocolError(
+        f"Status answer larger than {MAX_BODY} bytes: not a Pixazo status answer", request=get.as_request()
+    )
 
 
 def _quiet(reader: asyncio.StreamReader) -> bool:

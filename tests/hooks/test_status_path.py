@@ -24,7 +24,7 @@ from airflow_provider_pixazo.error_mapping import error_from_exception
 from airflow_provider_pixazo.exceptions import PixazoServerError, PixazoTLSError
 from airflow_provider_pixazo.hooks import _clients
 from airflow_provider_pixazo.hooks._poller import StatusPoller
-from airflow_provider_pixazo.hooks._status_wire import StatusAnswer, StatusGet, StatusTemplate
+from airflow_provider_pixazo.hooks._status_wire import MAX_BODY, StatusAnswer, StatusGet, StatusTemplate
 from airflow_provider_pixazo.hooks._transport import KeepAliveTransport, _quiet
 from airflow_provider_pixazo.models import RequestStatus
 from airflow_provider_pixazo.testing._faults import FaultConfig
@@ -298,6 +298,12 @@ async def test_the_idle_check_reads_the_stream_reader_s_private_buffer() -> None
         pytest.param([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"], "mid-answer", id="cut-body"),
         pytest.param([b"HTTP/1.1 200 OK\r\nContent-Le"], "mid-answer", id="cut-head"),
         pytest.param([b"HTTP/1.1 200 OK\r\nX-Big: ", b"x" * 20_000], "longer than", id="oversized-head-in-pieces"),
+        pytest.param([b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999999\r\n\r\n{"], "larger than", id="huge-length"),
+        pytest.param(
+            [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % (MAX_BODY + 1), b"x" * (MAX_BODY + 1)],
+            "larger than",
+            id="huge-chunked",
+        ),
     ],
 )
 async def test_a_broken_answer_is_a_clear_protocol_error_that_names_the_url_not_the_key(
@@ -318,6 +324,15 @@ async def test_a_broken_answer_is_a_clear_protocol_error_that_names_the_url_not_
     assert KEY not in str(error)
     assert KEY not in repr(info.value.request.headers)
     assert scripted.connections == 2
+
+
+async def test_a_body_of_exactly_the_cap_is_read(scripted: Scripted, clean_proxy_env: pytest.MonkeyPatch) -> None:
+    scripted.answers["/cap"] = [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % MAX_BODY + b"x" * MAX_BODY]
+    transport = KeepAliveTransport()
+    try:
+        assert len((await transport.get_status(scripted.template().get("/cap"))).body) == MAX_BODY
+    finally:
+        await transport.aclose()
 
 
 async def test_a_stale_kept_connection_is_retried_once_on_a_new_one(
