@@ -103,12 +103,29 @@ class _Connection:
         self.timed_out = False
 
     def arm(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
-        """Start a read bounded by ``timeout`` seconds (None: unbounded)."""
+        """
+        Start an exchange bounded by ``timeout`` seconds (None: unbounded).
+
+        One deadline covers the whole exchange, from writing the request to the answer's last byte;
+        httpx's read timeout instead restarts on every read, so a server that dribbles an answer out
+        byte by byte is cut off here where httpx would wait on. For a status answer of a few hundred
+        bytes the difference is moot, and it is the bound a waiting trigger wants.
+
+        The timer never fires late. It is set at the first deadline and, when it fires early, moved
+        to the current one, so it could be late only if a deadline earlier than its own were set
+        meanwhile, which needs a shorter timeout on the same connection. The timeout is part of the
+        shared client's cache key (``ConnectionSettings.cache_key``), so one transport's status GETs
+        all carry the same one and each deadline is later than the one before; should a caller ever
+        mix timeouts on one transport, the timer is brought forward here (one comparison per poll).
+        """
         if timeout is None:
             return
-        self.deadline = loop.time() + timeout
+        self.deadline = deadline = loop.time() + timeout
         if self.watchdog is None:
-            self.watchdog = loop.call_at(self.deadline, self._watch, loop)
+            self.watchdog = loop.call_at(deadline, self._watch, loop)
+        elif self.watchdog.when() > deadline:
+            self.watchdog.cancel()
+            self.watchdog = loop.call_at(deadline, self._watch, loop)
 
     def disarm(self) -> None:
         """The read is over (its timer stays, and lapses when it fires on an idle connection)."""

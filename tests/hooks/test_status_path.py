@@ -372,6 +372,26 @@ async def test_the_read_timeout_holds_on_a_kept_connection_with_one_timer(
     assert error_from_exception(info.value).request_sent
 
 
+async def test_a_shorter_read_timeout_on_a_connection_armed_for_a_longer_one_still_holds(
+    scripted: Scripted, clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """The connection's one timer was set for a 30 s read: a 0.2 s read on it must not wait for that."""
+    scripted.answers["/hang"] = [b"HTTP/1.1 200 OK\r\n", None]
+    transport = KeepAliveTransport()
+    long = scripted.template({**TIMEOUTS, "read": 30.0})
+    short = scripted.template({**TIMEOUTS, "read": 0.2})
+    try:
+        await transport.get_status(long.get("/ok"))
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            await transport.get_status(short.get("/hang"))
+        took = time.monotonic() - started
+    finally:
+        await transport.aclose()
+    assert scripted.connections == 1  # the same connection, its timer armed for 30 s
+    assert 0.2 <= took < 15  # fired for the 0.2 s read (generous: a loaded runner), not at the 30 s one
+
+
 async def test_the_emulator_answers_real_status_calls_on_the_fast_path(
     h11_reads: list[bytes], clean_proxy_env: pytest.MonkeyPatch
 ) -> None:
