@@ -174,7 +174,6 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         self._idle: dict[Origin, list[_Connection]] = {}
         self._keepalive_expiry = keepalive_expiry
         self._verify = verify
-        self._ssl: ssl.SSLContext | None = None
         self._proxy_ssl: ssl.SSLContext | None = None
         self._proxies = ProxyResolver(proxy, trust_env=trust_env)
         self._routes: dict[Origin, ProxyRoute | None] = {}
@@ -378,10 +377,14 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             self._routes[origin] = self._proxies.route_for(url)
         return self._routes[origin]
 
-    def _origin_ssl(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            self._ssl = ssl_context(self._verify)
-        return self._ssl
+    def _origin_ssl(self, request: httpx.Request) -> ssl.SSLContext:
+        # Asked for on every new connection, not kept: ssl_context() is cached per CA file version, so
+        # this costs a stat, and a CA bundle rotated on disk reaches new connections (as the TLS module
+        # promises) instead of waiting for the triggerer to restart. New connections are rare.
+        try:
+            return ssl_context(self._verify)
+        except OSError as err:  # the CA bundle is gone or unreadable now (ssl.SSLError is an OSError)
+            raise httpx.ConnectError(f"Could not load the CA certificates for TLS: {err}", request=request) from err
 
     async def _connect(self, request: httpx.Request, origin: Origin, timeouts: dict[str, float | None]) -> _Connection:
         scheme, host, port = origin
@@ -389,7 +392,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(timeouts.get("connect")):
                 if route is None:
-                    context = self._origin_ssl() if scheme == b"https" else None
+                    context = self._origin_ssl(request) if scheme == b"https" else None
                     reader, writer = await self._open(host.decode("ascii"), port, context, request)
                     conn = _Connection(reader, writer)
                 else:
@@ -424,7 +427,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         try:
             await self._tunnel(reader, writer, host, port, auth, request)
             try:
-                await writer.start_tls(self._origin_ssl(), server_hostname=host.decode("ascii"))
+                await writer.start_tls(self._origin_ssl(request), server_hostname=host.decode("ascii"))
             except OSError as err:
                 raise httpx.ConnectError(str(err) or type(err).__name__, request=request) from err
         except BaseException:

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -483,6 +484,32 @@ async def test_an_https_gateway_through_a_connect_tunnel_with_a_ca_bundle(
     host = https_emulator.url.split("//", 1)[1]
     assert [(r["method"], r["target"]) for r in proxy.records] == [("CONNECT", host)] * 2
     assert len(https_emulator.calls) == 2  # both polls reached the gateway inside the one tunnel
+
+
+async def test_a_rotated_ca_bundle_reaches_new_connections(
+    https_emulator: PixazoEmulator, pixazo_tls_ca: ThrowawayCA, clean_proxy_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "other").mkdir()
+    other = ThrowawayCA(tmp_path / "other")  # a CA that did not sign the gateway's certificate
+    bundle = tmp_path / "rotating.pem"
+    bundle.write_bytes(other.bundle.read_bytes())
+    transport = KeepAliveTransport(verify=str(bundle))
+    get = StatusTemplate(https_emulator.url, {"Ocp-Apim-Subscription-Key": KEY}, TIMEOUTS).get("/v2/requests/status/r")
+    try:
+        with pytest.raises(httpx.ConnectError) as info:
+            await transport.get_status(get)
+        # Rotated on disk (the gateway's CA added): the next new connection trusts it, no restart.
+        bundle.write_bytes(other.bundle.read_bytes() + pixazo_tls_ca.bundle.read_bytes())
+        assert (await transport.get_status(get)).status_code == 404  # the key was accepted: an unknown id
+        bundle.unlink()  # gone: a new connection fails clearly (a kept one needs no CA file)
+        assert (await transport.get_status(get)).status_code == 404
+        await transport.aclose()
+        with pytest.raises(httpx.ConnectError, match="CA certificates") as gone:
+            await transport.get_status(get)
+    finally:
+        await transport.aclose()
+    assert isinstance(error_from_exception(info.value), PixazoTLSError)
+    assert KEY not in str(gone.value)
 
 
 async def test_an_https_proxy_carries_the_tunnel_inside_tls(
