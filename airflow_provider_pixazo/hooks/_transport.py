@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Callable
 
 import h11
 import httpx
@@ -271,7 +272,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                 # it, or refuses it, exactly as it would on the general path.
                 return await self._status_by_h11(conn, get, buf, origin)
             if head.length > MAX_BODY:
-                raise _too_large(get)
+                raise _too_large(get.as_request(), MAX_BODY)
             total = end + 4 + head.length
             while len(buf) < total:
                 more = await reader.read(_READ_SIZE)
@@ -314,30 +315,9 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         conn.h11.send(h11.Request(method=b"GET", target=get.target(conn.absolute_form), headers=headers))
         conn.h11.send(h11.EndOfMessage())
         conn.h11.receive_data(buf)
-        response: h11.Response | None = None
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            while True:
-                event = conn.h11.next_event()
-                if event is h11.NEED_DATA:
-                    conn.h11.receive_data(await conn.reader.read(_READ_SIZE))
-                elif isinstance(event, h11.Response):
-                    response = event
-                elif isinstance(event, h11.Data):
-                    chunks.append(bytes(event.data))
-                    size += len(event.data)
-                    if size > MAX_BODY:
-                        raise _too_large(get)
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise httpx.RemoteProtocolError("Server closed the connection mid-answer", request=get.as_request())
-        except h11.ProtocolError as err:
-            raise httpx.RemoteProtocolError(str(err), request=get.as_request()) from err
-        assert response is not None
+        response, body = await _read_by_h11(conn, get.as_request, max_body=MAX_BODY)
         self._release(conn, origin)
-        return StatusAnswer(response.status_code, list(response.headers), b"".join(chunks), bytes(response.reason))
+        return StatusAnswer(response.status_code, list(response.headers), body, bytes(response.reason))
 
     @staticmethod
     def _read_timeout(get: StatusGet) -> httpx.ReadTimeout:
@@ -491,24 +471,13 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             conn.writer.write(out)
             async with asyncio.timeout(timeouts.get("read")):
                 await conn.writer.drain()
-                response: h11.Response | None = None
-                chunks: list[bytes] = []
-                while True:
-                    event = conn.h11.next_event()
-                    if event is h11.NEED_DATA:
-                        data = await conn.reader.read(_READ_SIZE)
-                        if not data and not received_any:
-                            raise _StaleConnectionError
-                        received_any = True
-                        conn.h11.receive_data(data)
-                    elif isinstance(event, h11.Response):
-                        response = event
-                    elif isinstance(event, h11.Data):
-                        chunks.append(bytes(event.data))
-                    elif isinstance(event, h11.EndOfMessage):
-                        break
-                    elif isinstance(event, h11.ConnectionClosed):
-                        raise httpx.RemoteProtocolError("Server closed the connection mid-answer", request=request)
+                # The answer's first bytes: none at all means the server had closed the kept connection.
+                data = await conn.reader.read(_READ_SIZE)
+                if not data:
+                    raise _StaleConnectionError
+                received_any = True
+                conn.h11.receive_data(data)
+                response, content = await _read_by_h11(conn, lambda: request)
         except _StaleConnectionError:
             conn.close()
             raise
@@ -526,12 +495,11 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         except BaseException:
             conn.close()
             raise
-        assert response is not None
         self._release(conn, origin)
         return httpx.Response(
             response.status_code,
             headers=list(response.headers),
-            content=b"".join(chunks),
+            content=content,
             request=request,
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": bytes(response.reason)},
         )
@@ -547,10 +515,43 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             conn.close()
 
 
-def _too_large(get: StatusGet) -> httpx.RemoteProtocolError:
-    return httpx.RemoteProtocolError(
-        f"Status answer larger than {MAX_BODY} bytes: not a Pixazo status answer", request=get.as_request()
-    )
+async def _read_by_h11(
+    conn: _Connection, request: Callable[[], httpx.Request], *, max_body: int | None = None
+) -> tuple[h11.Response, bytes]:
+    """
+    Read the rest of an answer whose first bytes h11 already has: the head and the whole body.
+
+    Shared by the general path and the status path's fallback. ``request`` makes the request an
+    error names (the status path builds it only then); ``max_body`` bounds the body. h11's
+    protocol errors come out as ``httpx.RemoteProtocolError``; I/O errors are the caller's.
+    """
+    response: h11.Response | None = None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            event = conn.h11.next_event()
+            if event is h11.NEED_DATA:
+                conn.h11.receive_data(await conn.reader.read(_READ_SIZE))
+            elif isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+                size += len(event.data)
+                if max_body is not None and size > max_body:
+                    raise _too_large(request(), max_body)
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise httpx.RemoteProtocolError("Server closed the connection mid-answer", request=request())
+    except h11.ProtocolError as err:
+        raise httpx.RemoteProtocolError(str(err), request=request()) from err
+    assert response is not None  # h11 gives EndOfMessage only after a final Response
+    return response, b"".join(chunks)
+
+
+def _too_large(request: httpx.Request, limit: int) -> httpx.RemoteProtocolError:
+    return httpx.RemoteProtocolError(f"Answer larger than {limit} bytes: not a Pixazo status answer", request=request)
 
 
 def _quiet(reader: asyncio.StreamReader) -> bool:
