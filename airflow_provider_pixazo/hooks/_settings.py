@@ -102,7 +102,7 @@ def settings_from_connection(conn: Any) -> ConnectionSettings:
     """
     Read a ``pixazo`` connection: key in the password, optional host (a bare host or a full URL).
 
-    :raises PixazoValidationError: when the key is missing or the host is not http(s).
+    :raises PixazoValidationError: when the key is missing or not printable ASCII, or the host is not http(s).
     """
     api_key = (conn.password or "").strip()
     if not api_key:
@@ -110,6 +110,17 @@ def settings_from_connection(conn: Any) -> ConnectionSettings:
             "password",
             "<empty>",
             f"connection {conn.conn_id!r} needs the Pixazo API key in its password field",
+        )
+    if not (api_key.isascii() and api_key.isprintable()):
+        # The key goes out as an HTTP header value: a control character (CR, LF, NUL...) would split
+        # the request, and a non-ASCII one makes httpx raise an error quoting that character. Refused
+        # here, before any client or status GET is built, with the value never shown.
+        raise PixazoValidationError(
+            "password",
+            "<hidden>",
+            f"connection {conn.conn_id!r} needs an API key of printable ASCII characters only "
+            "(letters, digits, punctuation, spaces; no control characters such as CR, LF, TAB or NUL, "
+            "no accented or other non-ASCII characters)",
         )
     host = (conn.host or "").strip()
     if not host:

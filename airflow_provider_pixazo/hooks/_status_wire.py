@@ -21,10 +21,22 @@ from typing import Any, NamedTuple
 import h11
 import httpx
 
-__all__ = ["MAX_HEAD", "StatusAnswer", "StatusGet", "StatusHead", "StatusTemplate", "parse_head", "send_by_httpx"]
+__all__ = [
+    "MAX_BODY",
+    "MAX_HEAD",
+    "StatusAnswer",
+    "StatusGet",
+    "StatusHead",
+    "StatusTemplate",
+    "parse_head",
+    "send_by_httpx",
+]
 
 #: Longest response head the status path accepts (h11's own limit for an incomplete head); longer is an error.
 MAX_HEAD = 16 * 1024
+#: Largest status body the status path reads (its answers are a few hundred bytes); larger is an error,
+#: so a broken or hostile server cannot make a waiting trigger buffer gigabytes.
+MAX_BODY = 1024 * 1024
 
 Origin = tuple[bytes, bytes, int]
 

@@ -10,8 +10,9 @@ with 10 or 10 000 triggers waiting. Parsing is h11's (the parser httpcore itself
 bodies, ``Connection: close`` and keep-alive cycles are handled by it, and httpx above still decodes
 ``Content-Encoding``, applies auth and builds the ``httpx.Response``.
 
-Bodies are read whole: status answers are a few hundred bytes. Media downloads never use this
-transport (they stream through a plain sync client).
+Bodies are read whole: status answers are a few hundred bytes (the status path refuses one over
+:data:`._status_wire.MAX_BODY`). Media downloads never use this transport (they stream through a
+plain sync client).
 
 The status poller has a shorter path, :meth:`KeepAliveTransport.get_status`: a prebuilt GET
 (:mod:`._status_wire`) written as bytes on the same kept-alive connections, the usual answer
@@ -42,12 +43,13 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Callable
 
 import h11
 import httpx
 
 from airflow_provider_pixazo.hooks._proxy import ProxyResolver, ProxyRoute
-from airflow_provider_pixazo.hooks._status_wire import MAX_HEAD, StatusAnswer, StatusGet, parse_head
+from airflow_provider_pixazo.hooks._status_wire import MAX_BODY, MAX_HEAD, StatusAnswer, StatusGet, parse_head
 from airflow_provider_pixazo.hooks._tls import ssl_context
 
 __all__ = ["KeepAliveTransport"]
@@ -102,12 +104,29 @@ class _Connection:
         self.timed_out = False
 
     def arm(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
-        """Start a read bounded by ``timeout`` seconds (None: unbounded)."""
+        """
+        Start an exchange bounded by ``timeout`` seconds (None: unbounded).
+
+        One deadline covers the whole exchange, from writing the request to the answer's last byte;
+        httpx's read timeout instead restarts on every read, so a server that dribbles an answer out
+        byte by byte is cut off here where httpx would wait on. For a status answer of a few hundred
+        bytes the difference is moot, and it is the bound a waiting trigger wants.
+
+        The timer never fires late. It is set at the first deadline and, when it fires early, moved
+        to the current one, so it could be late only if a deadline earlier than its own were set
+        meanwhile, which needs a shorter timeout on the same connection. The timeout is part of the
+        shared client's cache key (``ConnectionSettings.cache_key``), so one transport's status GETs
+        all carry the same one and each deadline is later than the one before; should a caller ever
+        mix timeouts on one transport, the timer is brought forward here (one comparison per poll).
+        """
         if timeout is None:
             return
-        self.deadline = loop.time() + timeout
+        self.deadline = deadline = loop.time() + timeout
         if self.watchdog is None:
-            self.watchdog = loop.call_at(self.deadline, self._watch, loop)
+            self.watchdog = loop.call_at(deadline, self._watch, loop)
+        elif self.watchdog.when() > deadline:
+            self.watchdog.cancel()
+            self.watchdog = loop.call_at(deadline, self._watch, loop)
 
     def disarm(self) -> None:
         """The read is over (its timer stays, and lapses when it fires on an idle connection)."""
@@ -156,7 +175,6 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         self._idle: dict[Origin, list[_Connection]] = {}
         self._keepalive_expiry = keepalive_expiry
         self._verify = verify
-        self._ssl: ssl.SSLContext | None = None
         self._proxy_ssl: ssl.SSLContext | None = None
         self._proxies = ProxyResolver(proxy, trust_env=trust_env)
         self._routes: dict[Origin, ProxyRoute | None] = {}
@@ -253,6 +271,8 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                 # Unusual (chunked, Connection: close, 1xx, no length, bad or oversized head): h11 reads
                 # it, or refuses it, exactly as it would on the general path.
                 return await self._status_by_h11(conn, get, buf, origin)
+            if head.length > MAX_BODY:
+                raise _too_large(get.as_request(), MAX_BODY)
             total = end + 4 + head.length
             while len(buf) < total:
                 more = await reader.read(_READ_SIZE)
@@ -295,26 +315,9 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         conn.h11.send(h11.Request(method=b"GET", target=get.target(conn.absolute_form), headers=headers))
         conn.h11.send(h11.EndOfMessage())
         conn.h11.receive_data(buf)
-        response: h11.Response | None = None
-        chunks: list[bytes] = []
-        try:
-            while True:
-                event = conn.h11.next_event()
-                if event is h11.NEED_DATA:
-                    conn.h11.receive_data(await conn.reader.read(_READ_SIZE))
-                elif isinstance(event, h11.Response):
-                    response = event
-                elif isinstance(event, h11.Data):
-                    chunks.append(bytes(event.data))
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise httpx.RemoteProtocolError("Server closed the connection mid-answer", request=get.as_request())
-        except h11.ProtocolError as err:
-            raise httpx.RemoteProtocolError(str(err), request=get.as_request()) from err
-        assert response is not None
+        response, body = await _read_by_h11(conn, get.as_request, max_body=MAX_BODY)
         self._release(conn, origin)
-        return StatusAnswer(response.status_code, list(response.headers), b"".join(chunks), bytes(response.reason))
+        return StatusAnswer(response.status_code, list(response.headers), body, bytes(response.reason))
 
     @staticmethod
     def _read_timeout(get: StatusGet) -> httpx.ReadTimeout:
@@ -342,7 +345,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if now - conn.idle_since < self._keepalive_expiry and not conn.reader.at_eof():
+            if now - conn.idle_since < self._keepalive_expiry and _quiet(conn.reader):
                 return conn
             conn.close()
         return None
@@ -354,10 +357,14 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             self._routes[origin] = self._proxies.route_for(url)
         return self._routes[origin]
 
-    def _origin_ssl(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            self._ssl = ssl_context(self._verify)
-        return self._ssl
+    def _origin_ssl(self, request: httpx.Request) -> ssl.SSLContext:
+        # Asked for on every new connection, not kept: ssl_context() is cached per CA file version, so
+        # this costs a stat, and a CA bundle rotated on disk reaches new connections (as the TLS module
+        # promises) instead of waiting for the triggerer to restart. New connections are rare.
+        try:
+            return ssl_context(self._verify)
+        except OSError as err:  # the CA bundle is gone or unreadable now (ssl.SSLError is an OSError)
+            raise httpx.ConnectError(f"Could not load the CA certificates for TLS: {err}", request=request) from err
 
     async def _connect(self, request: httpx.Request, origin: Origin, timeouts: dict[str, float | None]) -> _Connection:
         scheme, host, port = origin
@@ -365,7 +372,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(timeouts.get("connect")):
                 if route is None:
-                    context = self._origin_ssl() if scheme == b"https" else None
+                    context = self._origin_ssl(request) if scheme == b"https" else None
                     reader, writer = await self._open(host.decode("ascii"), port, context, request)
                     conn = _Connection(reader, writer)
                 else:
@@ -400,7 +407,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         try:
             await self._tunnel(reader, writer, host, port, auth, request)
             try:
-                await writer.start_tls(self._origin_ssl(), server_hostname=host.decode("ascii"))
+                await writer.start_tls(self._origin_ssl(request), server_hostname=host.decode("ascii"))
             except OSError as err:
                 raise httpx.ConnectError(str(err) or type(err).__name__, request=request) from err
         except BaseException:
@@ -464,24 +471,13 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             conn.writer.write(out)
             async with asyncio.timeout(timeouts.get("read")):
                 await conn.writer.drain()
-                response: h11.Response | None = None
-                chunks: list[bytes] = []
-                while True:
-                    event = conn.h11.next_event()
-                    if event is h11.NEED_DATA:
-                        data = await conn.reader.read(_READ_SIZE)
-                        if not data and not received_any:
-                            raise _StaleConnectionError
-                        received_any = True
-                        conn.h11.receive_data(data)
-                    elif isinstance(event, h11.Response):
-                        response = event
-                    elif isinstance(event, h11.Data):
-                        chunks.append(bytes(event.data))
-                    elif isinstance(event, h11.EndOfMessage):
-                        break
-                    elif isinstance(event, h11.ConnectionClosed):
-                        raise httpx.RemoteProtocolError("Server closed the connection mid-answer", request=request)
+                # The answer's first bytes: none at all means the server had closed the kept connection.
+                data = await conn.reader.read(_READ_SIZE)
+                if not data:
+                    raise _StaleConnectionError
+                received_any = True
+                conn.h11.receive_data(data)
+                response, content = await _read_by_h11(conn, lambda: request)
         except _StaleConnectionError:
             conn.close()
             raise
@@ -499,23 +495,78 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         except BaseException:
             conn.close()
             raise
-        assert response is not None
         self._release(conn, origin)
         return httpx.Response(
             response.status_code,
             headers=list(response.headers),
-            content=b"".join(chunks),
+            content=content,
             request=request,
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": bytes(response.reason)},
         )
 
     def _release(self, conn: _Connection, origin: Origin) -> None:
-        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
+        # Bytes h11 holds past the answer (a second response behind a chunked one, say) would be read
+        # as the next request's answer: such a connection is out of step and never reused.
+        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE and not conn.h11.trailing_data[0]:
             conn.h11.start_next_cycle()
             conn.idle_since = time.monotonic()
             self._idle.setdefault(origin, []).append(conn)
         else:
             conn.close()
+
+
+async def _read_by_h11(
+    conn: _Connection, request: Callable[[], httpx.Request], *, max_body: int | None = None
+) -> tuple[h11.Response, bytes]:
+    """
+    Read the rest of an answer whose first bytes h11 already has: the head and the whole body.
+
+    Shared by the general path and the status path's fallback. ``request`` makes the request an
+    error names (the status path builds it only then); ``max_body`` bounds the body. h11's
+    protocol errors come out as ``httpx.RemoteProtocolError``; I/O errors are the caller's.
+    """
+    response: h11.Response | None = None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            event = conn.h11.next_event()
+            if event is h11.NEED_DATA:
+                conn.h11.receive_data(await conn.reader.read(_READ_SIZE))
+            elif isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+                size += len(event.data)
+                if max_body is not None and size > max_body:
+                    raise _too_large(request(), max_body)
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise httpx.RemoteProtocolError("Server closed the connection mid-answer", request=request())
+    except h11.ProtocolError as err:
+        raise httpx.RemoteProtocolError(str(err), request=request()) from err
+    assert response is not None  # h11 gives EndOfMessage only after a final Response
+    return response, b"".join(chunks)
+
+
+def _too_large(request: httpx.Request, limit: int) -> httpx.RemoteProtocolError:
+    return httpx.RemoteProtocolError(f"Answer larger than {limit} bytes: not a Pixazo status answer", request=request)
+
+
+def _quiet(reader: asyncio.StreamReader) -> bool:
+    """
+    True if an idle connection has received nothing since its last answer: safe to send on.
+
+    Anything the server sent while the connection sat idle (a late or duplicate answer, a 408 before
+    it closes, an EOF) would otherwise be read as the next request's answer; httpcore likewise drops a
+    connection that is readable before reusing it. The loop moves every byte that reaches the socket
+    into the reader's buffer as soon as it is readable, so the buffer and the EOF flag say it all,
+    without a system call. ``_buffer`` is private to asyncio's StreamReader (a bytearray since Python
+    3.4; there is no public "bytes pending" accessor); reading its length costs nothing on the poll's
+    hot path, and tests/hooks/test_status_path.py fails if it ever disappears.
+    """
+    return not reader._buffer and not reader.at_eof()  # type: ignore[attr-defined]
 
 
 class _StaleConnectionError(Exception):

@@ -98,6 +98,29 @@ def test_missing_password_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) ->
     assert "password" in message
 
 
+@pytest.mark.parametrize(
+    "bad_key", ["sk-QZ7caf\u00e9", "sk-QZ7\u043a\u043b\u044e\u0447", "sk-QZ7\r\nX-Evil: 1", "sk-QZ7\x00"]
+)
+def test_a_key_that_is_not_printable_ascii_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, bad_key: str
+) -> None:
+    conn = {"conn_type": "pixazo", "host": BASE_URL, "password": bad_key}
+    monkeypatch.setenv(CONN_ENV, json.dumps(conn))
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(PixazoValidationError) as info:
+        PixazoHook().get_status("req-1")  # before any HTTP call: httpx would quote the bad character
+    ok, message = PixazoHook().test_connection()
+    assert info.value.parameter == "password"
+    assert "printable ASCII" in str(info.value)
+    assert ok is False
+    assert "printable ASCII" in message
+    shown = " ".join([str(info.value), repr(info.value), message, caplog.text])
+    assert "QZ7" not in shown  # the key's own text ...
+    assert [c for c in bad_key if not c.isascii() and c in shown] == []  # ... and its non-ASCII characters
+    assert str(info.value).isprintable()  # ... and its CR, LF or NUL
+    assert message.isprintable()
+
+
 def test_schema_http_and_timeout_from_the_env_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     conn = {"conn_type": "pixazo", "host": "127.0.0.1", "schema": "http", "port": 9999, "password": API_KEY}
     monkeypatch.setenv(CONN_ENV, json.dumps({**conn, "extra": {"timeout": 5}}))

@@ -227,20 +227,56 @@ async def test_the_status_request_is_prebuilt_from_the_connection_with_the_key(
     assert source.reads == 1
 
 
+# Keys httpx or h11 would refuse when the status GET is built: CR/LF would split the request, a
+# non-ASCII character makes httpx raise an error that quotes it. "QZ7" marks the key's own text.
+_BAD_KEYS = ["sk-QZ7\r\nX-Evil: 1", "sk-QZ7caf\u00e9", "sk-QZ7\u043a\u043b\u044e\u0447", "sk-QZ7\x00", "sk-QZ7\x7f"]
+
+
+def _leaks(bad_key: str, text: str) -> list[str]:
+    """What of the key shows in ``text``: its marker, or its non-ASCII characters."""
+    return [part for part in ["QZ7", *(c for c in bad_key if not c.isascii())] if part in text]
+
+
 @pytest.mark.asyncio
-async def test_a_key_that_would_split_the_request_is_refused_without_showing_it(
-    clock: VirtualClock, gateway: Gateway
+@pytest.mark.parametrize("bad_key", _BAD_KEYS)
+async def test_a_key_that_is_not_printable_ascii_is_refused_without_showing_it(
+    clock: VirtualClock, gateway: Gateway, caplog: pytest.LogCaptureFixture, bad_key: str
 ) -> None:
     source = Source()
-    source.key = "sk-bad\r\nX-Evil: 1"
+    source.key = bad_key
     poller = make_poller(clock, source)
 
-    end = await clock.run(start(poller, rid(1), clock=clock))
+    with caplog.at_level(logging.DEBUG):
+        end = await clock.run(start(poller, rid(1), clock=clock))
 
     assert isinstance(end.error, PixazoValidationError)
-    assert "password" in str(end.error)
-    assert "sk-bad" not in str(end.error)
+    assert end.error.parameter == "password"
+    assert "printable ASCII" in str(end.error)
+    assert _leaks(bad_key, str(end.error) + repr(end.error) + caplog.text) == []
+    assert str(end.error).isprintable()  # no CR, LF or NUL of the key either
     assert gateway.calls == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("bad_key", _BAD_KEYS)
+async def test_a_key_rotated_to_a_bad_one_keeps_the_last_good_settings_without_showing_it(
+    clock: VirtualClock, gateway: Gateway, caplog: pytest.LogCaptureFixture, bad_key: str
+) -> None:
+    source = Source()
+    gateway.default_not_yet = 20
+    poller = make_poller(clock, source)
+    with caplog.at_level(logging.DEBUG):
+        task = start(poller, rid(1), clock=clock, interval=5)
+        await clock.advance(1)
+        source.key = bad_key  # the timed re-read finds it and refuses it
+        end = await clock.run(task)
+
+    assert end.result is not None  # polled on with the last good key
+    assert source.reads > 1
+    assert "Could not re-read" in caplog.text
+    assert "printable ASCII" in caplog.text
+    assert _leaks(bad_key, caplog.text) == []
+    assert {key for _, _, key, _ in gateway.calls} == {API_KEY}
 
 
 @pytest.mark.asyncio

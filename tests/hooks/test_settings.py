@@ -266,3 +266,16 @@ def test_a_ca_bundle_is_loaded_once_per_version_of_the_file(ca_bundle: str, mock
     os.utime(ca_bundle, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # the file was replaced
     settings_from_connection(_conn(extra={"verify": ca_bundle}))
     assert load.call_count == 2
+
+
+@pytest.mark.parametrize("key", ["sk-A_b.c~!@#$%^&*()[]{}<>?/|+=", "two words", "  padded  "])
+def test_any_printable_ascii_key_is_accepted(key: str) -> None:
+    assert settings_from_connection(_conn(password=key)).api_key == key.strip()
+
+
+@pytest.mark.parametrize("key", ["caf\u00e9", "tab\there", "del\x7f", "line\nbreak", "nul\x00"])
+def test_a_key_outside_printable_ascii_is_refused_by_the_one_rule(key: str) -> None:
+    with pytest.raises(PixazoValidationError, match="printable ASCII") as info:
+        settings_from_connection(_conn(password=key))
+    assert info.value.parameter == "password"
+    assert info.value.value == "<hidden>"

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,8 +25,8 @@ from airflow_provider_pixazo.error_mapping import error_from_exception
 from airflow_provider_pixazo.exceptions import PixazoServerError, PixazoTLSError
 from airflow_provider_pixazo.hooks import _clients
 from airflow_provider_pixazo.hooks._poller import StatusPoller
-from airflow_provider_pixazo.hooks._status_wire import StatusAnswer, StatusGet, StatusTemplate
-from airflow_provider_pixazo.hooks._transport import KeepAliveTransport
+from airflow_provider_pixazo.hooks._status_wire import MAX_BODY, StatusAnswer, StatusGet, StatusTemplate
+from airflow_provider_pixazo.hooks._transport import KeepAliveTransport, _quiet
 from airflow_provider_pixazo.models import RequestStatus
 from airflow_provider_pixazo.testing._faults import FaultConfig
 from airflow_provider_pixazo.testing.emulator import PixazoEmulator
@@ -51,6 +52,7 @@ class Scripted:
     url: str = ""
     connections: int = 0
     requests: list[bytes] = field(default_factory=list)
+    answered: list[str] = field(default_factory=list)  # paths whose every piece has been written
 
     def template(self, timeouts: dict[str, float | None] = TIMEOUTS) -> StatusTemplate:
         return StatusTemplate(self.url, {"Ocp-Apim-Subscription-Key": KEY}, timeouts)
@@ -76,6 +78,7 @@ async def scripted() -> AsyncIterator[Scripted]:
                         return
                     writer.write(piece)
                     await writer.drain()
+                state.answered.append(path)
                 if path in state.close_after:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -224,6 +227,76 @@ async def test_bytes_beyond_the_answer_retire_the_connection(
     assert scripted.connections == 2
 
 
+# -- a kept connection that heard anything more is never reused ----------------------------------------
+
+_LATE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nWRONG"
+_408 = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_RIGHT = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nRIGHT\r\n0\r\n\r\n"
+
+
+async def _poll(transport: KeepAliveTransport, template: StatusTemplate, path: str, fast: bool) -> tuple[int, bytes]:
+    if fast:
+        answer = await transport.get_status(template.get(path))
+        return answer.status_code, answer.body
+    # The general path, as the shared client sends (not closed here: closing it would empty the pool).
+    response = await httpx.AsyncClient(transport=transport).get(template.base_url + path)
+    return response.status_code, response.content
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["get_status", "handle_async_request"])
+@pytest.mark.parametrize(
+    ("pieces", "closes"),
+    [
+        # The answer, then (PAUSE later, while the connection is idle) a duplicate one.
+        pytest.param([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nFIRST", _LATE], False, id="late-answer"),
+        # A 408 a server sends on an idle connection before it closes it.
+        pytest.param([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nFIRST", _408], True, id="408-then-close"),
+        # A chunked answer (read by h11) with a second response right behind it in the same read.
+        pytest.param(
+            [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nFIRST\r\n0\r\n\r\n" + _LATE],
+            False,
+            id="chunked-then-extra",
+        ),
+    ],
+)
+async def test_a_connection_that_received_more_than_its_answer_is_never_reused(
+    scripted: Scripted, clean_proxy_env: pytest.MonkeyPatch, pieces: list[bytes], closes: bool, fast: bool
+) -> None:
+    scripted.answers["/first"] = pieces
+    scripted.answers["/next"] = [_RIGHT]  # chunked: on the fast path it goes through h11, which would hold WRONG
+    if closes:
+        scripted.close_after.add("/first")
+    transport = KeepAliveTransport()
+    template = scripted.template()
+    try:
+        first = await _poll(transport, template, "/first", fast)
+        while "/first" not in scripted.answered:  # the server has written everything, extra bytes too
+            await asyncio.sleep(PAUSE / 4)
+        # A timer set after those writes fires only after the loop's next look at the sockets, which hands
+        # the bytes to the idle connection's reader: ordered, however late a loaded runner is.
+        await asyncio.sleep(PAUSE)
+        after = await _poll(transport, template, "/next", fast)
+    finally:
+        await transport.aclose()
+    assert first == (200, b"FIRST")
+    assert after == (200, b"RIGHT")
+    assert transport.connections_opened == 2
+    assert [r.split(b" ", 2)[1] for r in scripted.requests] == [b"/first", b"/next"]
+
+
+async def test_the_idle_check_reads_the_stream_reader_s_private_buffer() -> None:
+    """``_quiet`` reads ``StreamReader._buffer`` (cheap, no public equivalent): this breaks if asyncio renames it."""
+    reader = asyncio.StreamReader()
+    assert isinstance(reader._buffer, bytearray)
+    assert _quiet(reader)
+    reader.feed_data(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert len(reader._buffer) > 0
+    assert not _quiet(reader)
+    drained = asyncio.StreamReader()
+    drained.feed_eof()
+    assert not _quiet(drained)
+
+
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
@@ -232,6 +305,12 @@ async def test_bytes_beyond_the_answer_retire_the_connection(
         pytest.param([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"], "mid-answer", id="cut-body"),
         pytest.param([b"HTTP/1.1 200 OK\r\nContent-Le"], "mid-answer", id="cut-head"),
         pytest.param([b"HTTP/1.1 200 OK\r\nX-Big: ", b"x" * 20_000], "longer than", id="oversized-head-in-pieces"),
+        pytest.param([b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999999\r\n\r\n{"], "larger than", id="huge-length"),
+        pytest.param(
+            [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % (MAX_BODY + 1), b"x" * (MAX_BODY + 1)],
+            "larger than",
+            id="huge-chunked",
+        ),
     ],
 )
 async def test_a_broken_answer_is_a_clear_protocol_error_that_names_the_url_not_the_key(
@@ -252,6 +331,15 @@ async def test_a_broken_answer_is_a_clear_protocol_error_that_names_the_url_not_
     assert KEY not in str(error)
     assert KEY not in repr(info.value.request.headers)
     assert scripted.connections == 2
+
+
+async def test_a_body_of_exactly_the_cap_is_read(scripted: Scripted, clean_proxy_env: pytest.MonkeyPatch) -> None:
+    scripted.answers["/cap"] = [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % MAX_BODY + b"x" * MAX_BODY]
+    transport = KeepAliveTransport()
+    try:
+        assert len((await transport.get_status(scripted.template().get("/cap"))).body) == MAX_BODY
+    finally:
+        await transport.aclose()
 
 
 async def test_a_stale_kept_connection_is_retried_once_on_a_new_one(
@@ -287,8 +375,31 @@ async def test_the_read_timeout_holds_on_a_kept_connection_with_one_timer(
         assert (await transport.get_status(template.get("/ok"))).status_code == 200
     finally:
         await transport.aclose()
-    assert 0.15 <= took < 2.5  # fired near 0.2 s (a loaded CI runner may be late), not never
+    # Not before the 0.2 s deadline (the timer checks the loop's clock, which is time.monotonic), and
+    # not never: the upper bound only has to tell "fired" from "hung", so it is generous for a loaded
+    # 2-core runner, yet well under the 5 s read timeout the other polls use.
+    assert 0.2 <= took < 4.5
     assert error_from_exception(info.value).request_sent
+
+
+async def test_a_shorter_read_timeout_on_a_connection_armed_for_a_longer_one_still_holds(
+    scripted: Scripted, clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """The connection's one timer was set for a 30 s read: a 0.2 s read on it must not wait for that."""
+    scripted.answers["/hang"] = [b"HTTP/1.1 200 OK\r\n", None]
+    transport = KeepAliveTransport()
+    long = scripted.template({**TIMEOUTS, "read": 30.0})
+    short = scripted.template({**TIMEOUTS, "read": 0.2})
+    try:
+        await transport.get_status(long.get("/ok"))
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            await transport.get_status(short.get("/hang"))
+        took = time.monotonic() - started
+    finally:
+        await transport.aclose()
+    assert scripted.connections == 1  # the same connection, its timer armed for 30 s
+    assert 0.2 <= took < 15  # fired for the 0.2 s read (generous: a loaded runner), not at the 30 s one
 
 
 async def test_the_emulator_answers_real_status_calls_on_the_fast_path(
@@ -382,6 +493,32 @@ async def test_an_https_gateway_through_a_connect_tunnel_with_a_ca_bundle(
     host = https_emulator.url.split("//", 1)[1]
     assert [(r["method"], r["target"]) for r in proxy.records] == [("CONNECT", host)] * 2
     assert len(https_emulator.calls) == 2  # both polls reached the gateway inside the one tunnel
+
+
+async def test_a_rotated_ca_bundle_reaches_new_connections(
+    https_emulator: PixazoEmulator, pixazo_tls_ca: ThrowawayCA, clean_proxy_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "other").mkdir()
+    other = ThrowawayCA(tmp_path / "other")  # a CA that did not sign the gateway's certificate
+    bundle = tmp_path / "rotating.pem"
+    bundle.write_bytes(other.bundle.read_bytes())
+    transport = KeepAliveTransport(verify=str(bundle))
+    get = StatusTemplate(https_emulator.url, {"Ocp-Apim-Subscription-Key": KEY}, TIMEOUTS).get("/v2/requests/status/r")
+    try:
+        with pytest.raises(httpx.ConnectError) as info:
+            await transport.get_status(get)
+        # Rotated on disk (the gateway's CA added): the next new connection trusts it, no restart.
+        bundle.write_bytes(other.bundle.read_bytes() + pixazo_tls_ca.bundle.read_bytes())
+        assert (await transport.get_status(get)).status_code == 404  # the key was accepted: an unknown id
+        bundle.unlink()  # gone: a new connection fails clearly (a kept one needs no CA file)
+        assert (await transport.get_status(get)).status_code == 404
+        await transport.aclose()
+        with pytest.raises(httpx.ConnectError, match="CA certificates") as gone:
+            await transport.get_status(get)
+    finally:
+        await transport.aclose()
+    assert isinstance(error_from_exception(info.value), PixazoTLSError)
+    assert KEY not in str(gone.value)
 
 
 async def test_an_https_proxy_carries_the_tunnel_inside_tls(
