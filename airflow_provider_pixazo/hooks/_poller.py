@@ -6,9 +6,8 @@ gateway's rate limit and wasted CPU. One :class:`StatusPoller` keeps **one sched
 due polls in one heap, earliest first (a long wait is never starved by many short ones; a wait's
 last poll is due at its deadline), deadlines in a second heap, so a wait ends at most
 :data:`DEADLINE_GRACE` seconds after its deadline even when its poll is held back or unanswered.
-Polls go as prebuilt status GETs (:mod:`._status_wire`) straight through the shared keep-alive
-transport's status path (``get_status``: the connection's proxy and TLS settings, no
-``httpx.Request``/``Response`` per poll); only ``status`` is read until it is terminal.
+Polls go as prebuilt status GETs (:mod:`._status_wire`) through the shared transport's ``get_status``
+(the connection's proxy and TLS, no httpx request objects); only ``status`` is read until terminal.
 
 Not here: the rate learned from 429s (:mod:`._pacing`), the connection read, its re-reads and the
 prebuilt requests (:mod:`._poll_connection`), the clock and the wait records (:mod:`._waits`).
@@ -175,8 +174,7 @@ class StatusPoller:
             self._deadlines = []
             self._cancel_timer()
         elif len(self._schedule) > 2 * len(self._live) + 64 or len(self._deadlines) > 2 * len(self._live) + 64:
-            # Ended waits leave their entries behind (removing from a heap is O(n)); sweep them now
-            # and then, so thousands of waits coming and going leave nothing.
+            # Ended waits leave entries behind (removing from a heap is O(n)): swept now and then, so none pile up.
             self._schedule = [e for e in self._schedule if not e[2].done]
             heapq.heapify(self._schedule)
             self._deadlines = [e for e in self._deadlines if not e[2].done]
@@ -347,8 +345,7 @@ class StatusPoller:
         self._arm(now)
 
     async def _refused(self, wait: Wait, error: PixazoAuthError, used: ConnectionSettings) -> None:
-        # The key may have been rotated at Pixazo before our next re-read: read the connection now,
-        # and poll again only if it holds another key.
+        # The key may have been rotated at Pixazo since our last read: re-read now, poll on only with a new key.
         current = await self._conn.after_refusal(used)
         if wait.done:
             return

@@ -29,6 +29,7 @@ __all__ = [
     "StatusHead",
     "StatusTemplate",
     "parse_head",
+    "read_timeout",
     "send_by_httpx",
 ]
 
@@ -218,3 +219,9 @@ def parse_head(head: bytes) -> StatusHead | None:
     if length is None:
         return None
     return StatusHead(code, status[2] or b"", headers, int(length))
+
+
+def read_timeout(get: StatusGet) -> httpx.ReadTimeout:
+    """The error for a status answer that did not arrive in time: names the host, never the key."""
+    host = get.template.origin[1].decode("ascii")
+    return httpx.ReadTimeout(f"Timed out reading from {host}", request=get.as_request())

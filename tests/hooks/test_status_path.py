@@ -24,9 +24,10 @@ from airflow.sdk import Connection
 from airflow_provider_pixazo.error_mapping import error_from_exception
 from airflow_provider_pixazo.exceptions import PixazoServerError, PixazoTLSError
 from airflow_provider_pixazo.hooks import _clients
+from airflow_provider_pixazo.hooks._connection import is_quiet
 from airflow_provider_pixazo.hooks._poller import StatusPoller
 from airflow_provider_pixazo.hooks._status_wire import MAX_BODY, StatusAnswer, StatusGet, StatusTemplate
-from airflow_provider_pixazo.hooks._transport import KeepAliveTransport, _quiet
+from airflow_provider_pixazo.hooks._transport import KeepAliveTransport
 from airflow_provider_pixazo.models import RequestStatus
 from airflow_provider_pixazo.testing._faults import FaultConfig
 from airflow_provider_pixazo.testing.emulator import PixazoEmulator
@@ -285,16 +286,16 @@ async def test_a_connection_that_received_more_than_its_answer_is_never_reused(
 
 
 async def test_the_idle_check_reads_the_stream_reader_s_private_buffer() -> None:
-    """``_quiet`` reads ``StreamReader._buffer`` (cheap, no public equivalent): this breaks if asyncio renames it."""
+    """``is_quiet`` reads ``StreamReader._buffer`` (cheap, no public equivalent): this breaks if asyncio renames it."""
     reader = asyncio.StreamReader()
     assert isinstance(reader._buffer, bytearray)
-    assert _quiet(reader)
+    assert is_quiet(reader)
     reader.feed_data(b"HTTP/1.1 408 Request Timeout\r\n")
     assert len(reader._buffer) > 0
-    assert not _quiet(reader)
+    assert not is_quiet(reader)
     drained = asyncio.StreamReader()
     drained.feed_eof()
-    assert not _quiet(drained)
+    assert not is_quiet(drained)
 
 
 @pytest.mark.parametrize(
