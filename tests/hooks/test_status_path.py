@@ -108,14 +108,6 @@ def h11_reads(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return seen
 
 
-@pytest.fixture
-def clean_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    return monkeypatch
-
-
 # -- the usual answer, read without h11 ---------------------------------------------------------------
 
 
@@ -425,13 +417,6 @@ async def test_the_emulator_answers_real_status_calls_on_the_fast_path(
 
 
 # -- proxies and TLS on the status path ---------------------------------------------------------------
-
-
-@pytest_asyncio.fixture
-async def locked_proxy() -> AsyncIterator[ForwardProxy]:
-    server = await ForwardProxy(auth="alice:s3cret").start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

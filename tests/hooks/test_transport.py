@@ -194,31 +194,6 @@ async def test_waiting_for_a_slot_times_out_as_a_pool_timeout(raw_server: RawSer
 
 # -- proxies and TLS, kept as httpx keeps them ----------------------------------------------------
 
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-
-
-@pytest.fixture
-def clean_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No proxy variable in either case, so each test sets exactly what it means."""
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    return monkeypatch
-
-
-@pytest_asyncio.fixture
-async def proxy() -> AsyncIterator[ForwardProxy]:
-    server = await ForwardProxy().start()
-    yield server
-    await server.stop()
-
-
-@pytest_asyncio.fixture
-async def locked_proxy() -> AsyncIterator[ForwardProxy]:
-    server = await ForwardProxy(auth="alice:s3cret").start()
-    yield server
-    await server.stop()
-
 
 @pytest.fixture
 def https_emulator(pixazo_tls_ca: ThrowawayCA) -> Iterator[PixazoEmulator]:
