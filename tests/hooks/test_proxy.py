@@ -17,7 +17,6 @@ from airflow_provider_pixazo.hooks import _clients
 from airflow_provider_pixazo.hooks._proxy import ProxyResolver, ProxyRoute
 from airflow_provider_pixazo.hooks._settings import ConnectionSettings
 
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 P1 = "http://127.0.0.1:3128"
 P2 = "http://proxy2.corp:8080"
 URLS = (
@@ -45,14 +44,6 @@ ENVIRONMENTS = [
 ]
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    return monkeypatch
-
-
 def _httpx_choice(client: httpx.Client, url: httpx.URL) -> tuple[str, str, int] | None:
     pool = client._transport_for_url(url)._pool  # type: ignore[attr-defined]
     proxy = getattr(pool, "_proxy_url", None)
@@ -64,9 +55,9 @@ def _our_choice(route: ProxyRoute | None) -> tuple[str, str, int] | None:
 
 
 @pytest.mark.parametrize("variables", ENVIRONMENTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "none")
-def test_environment_routing_matches_httpx(env: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+def test_environment_routing_matches_httpx(clean_proxy_env: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
     for name, value in variables.items():
-        env.setenv(name, value)
+        clean_proxy_env.setenv(name, value)
     reference = httpx.Client()
     ours = ProxyResolver()
     for raw in URLS:
@@ -74,8 +65,8 @@ def test_environment_routing_matches_httpx(env: pytest.MonkeyPatch, variables: d
         assert _our_choice(ours.route_for(url)) == _httpx_choice(reference, url), raw
 
 
-def test_explicit_proxy_matches_httpx(env: pytest.MonkeyPatch) -> None:
-    env.setenv("NO_PROXY", "*")
+def test_explicit_proxy_matches_httpx(clean_proxy_env: pytest.MonkeyPatch) -> None:
+    clean_proxy_env.setenv("NO_PROXY", "*")
     reference = httpx.Client(proxy=P2)
     ours = ProxyResolver(P2)
     for raw in URLS:
