@@ -210,7 +210,8 @@ def is_quiet(reader: asyncio.StreamReader) -> bool:
     3.4; there is no public "bytes pending" accessor); reading its length costs nothing on the poll's
     hot path, and tests/hooks/test_status_path.py fails if it ever disappears.
     """
-    return not reader._buffer and not reader.at_eof()  # type: ignore[attr-defined]
+    # A reset while idle is stored as the reader's exception, not as EOF.
+    return not reader._buffer and not reader.at_eof() and reader.exception() is None  # type: ignore[attr-defined]
 
 
 class StaleConnectionError(Exception):

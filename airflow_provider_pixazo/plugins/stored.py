@@ -69,6 +69,8 @@ class StoredObject:
 
     uri: str
     conn_id: str | None
+    #: The destination it must stay under once links are followed (local files only; None: not checked).
+    root: str | None = None
 
 
 def find_stored(
@@ -126,7 +128,7 @@ def find_stored(
             prefix,
         )
         return None
-    return StoredObject(uri=uri, conn_id=conn_id)
+    return StoredObject(uri=uri, conn_id=conn_id, root=prefix)
 
 
 def destination_root(destination: Any, dest_conn_id: Any) -> tuple[str, str | None] | None:
@@ -159,10 +161,33 @@ def destination_root(destination: Any, dest_conn_id: Any) -> tuple[str, str | No
         log.info("Pixazo view: destination %r cannot be resolved here: %s", text, type(err).__name__)
         return None
     scheme = root.protocol if isinstance(root.protocol, str) else ""
+    if scheme in LOCAL_SCHEMES and not _plain_absolute(text, uri_of(root)):
+        log.info("Pixazo view: destination %r is not a plain absolute path; not serving its copies", text)
+        return None
     if scheme not in LOCAL_SCHEMES and not root.conn_id:
         log.info("Pixazo view: not reading %s copies without a dest_conn_id (no ambient credentials)", scheme)
         return None
     return uri_of(root), root.conn_id
+
+
+def _plain_absolute(text: str, resolved: str) -> bool:
+    """
+    True if a local destination is ``/path`` or ``file:///path`` and resolved to exactly that path.
+
+    ``//data``, ``file://localhost/data``, ``file://./data`` or ``file://~/x`` resolve against the
+    process's own directory or home, which on the api-server is not where the worker wrote.
+    """
+    raw = text[len("file://") :] if text.lower().startswith("file://") else text
+    if not raw.startswith("/") or raw.startswith("//"):
+        return False
+    return resolved.rstrip("/") == ("file://" + os.path.normpath(raw)).rstrip("/")
+
+
+def _inside_after_links(uri: str, root: str) -> bool:
+    """True if local ``uri`` is still under ``root`` once every symbolic link on the way is followed."""
+    target = os.path.realpath(uri[len("file://") :])
+    base = os.path.realpath(root[len("file://") :])
+    return os.path.commonpath([target, base]) == base
 
 
 #: Never in a segment of a served URI: escapes some layer may decode, separators and queries.
@@ -185,7 +210,8 @@ def relative_under(uri: str, prefix: str) -> str | None:
     if not uri.startswith(base):
         return None
     rest = uri[len(base) :]
-    if not rest or any(char in _UNSAFE for char in rest):
+    # "::" chains filesystems in fsspec; a lone ":" may come from a templated path (``{{ ts }}``).
+    if not rest or "::" in rest or any(char in _UNSAFE for char in rest):
         return None
     if any(segment in ("", ".", "..") for segment in rest.split("/")):
         return None
@@ -218,6 +244,9 @@ def open_stored(stored: StoredObject) -> tuple[Iterator[bytes], str, int | None]
         if conn_id is None and scheme not in LOCAL_SCHEMES:
             # No connection: the store's default chain would be the api-server's own identity.
             raise PermissionError(f"no connection to read {scheme}:// with")
+        if scheme in LOCAL_SCHEMES and stored.root is not None and not _inside_after_links(stored.uri, stored.root):
+            # A link under the destination that leads out of it (a shared folder others can write to).
+            raise PermissionError("a symbolic link leads outside the destination")
         path = ObjectStoragePath(stored.uri, conn_id=conn_id) if conn_id else ObjectStoragePath(stored.uri)
         handle = path.open("rb", block_size=READ_BLOCK_BYTES)
         head = handle.read(SNIFF_BYTES)

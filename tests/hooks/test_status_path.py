@@ -288,6 +288,9 @@ async def test_the_idle_check_reads_the_stream_reader_s_private_buffer() -> None
     drained = asyncio.StreamReader()
     drained.feed_eof()
     assert not is_quiet(drained)
+    reset = asyncio.StreamReader()  # reset by the server while idle: an exception, not EOF
+    reset.set_exception(ConnectionResetError())
+    assert not is_quiet(reset)
 
 
 @pytest.mark.parametrize(

@@ -372,6 +372,12 @@ def test_a_local_destination_given_as_a_bare_path_is_served(
         pytest.param("s3://b/images", "no_such_connection", None, id="connection-gone"),
         pytest.param("images", "", None, id="relative-to-the-worker"),
         pytest.param("~/images", "", None, id="the-workers-home"),
+        pytest.param("//data/images", "", None, id="double-slash-resolves-against-the-cwd"),
+        pytest.param("file://localhost/data", "", None, id="file-host-resolves-against-the-cwd"),
+        pytest.param("file://./data", "", None, id="file-dot"),
+        pytest.param("file:////data", "", None, id="file-four-slashes"),
+        pytest.param("file://~/images", "", None, id="file-home"),
+        pytest.param("file:///data/images/", "", ("file:///data/images", None), id="file-absolute"),
         pytest.param(
             "Truncated. You can change this behaviour in [core]max_templated_field_length. 's3://b/im",
             "view_dest",
@@ -400,6 +406,8 @@ def test_the_destination_is_resolved_as_the_transfer_resolved_it(
         ("s3://b/images/r/../../x.png", None),
         ("s3://b/images/r/%2E%2E/x.png", None),
         ("s3://b/images/r/0.png\n", None),
+        ("s3://b/images/r/0.png::s3://c/x.png", None),
+        ("s3://b/images/2026-01-01T00:00:00+00:00/0.png", "2026-01-01T00:00:00+00:00/0.png"),
     ],
 )
 def test_under_the_destination_means_inside_its_prefix_by_plain_segments(uri: str, expected: str | None) -> None:
@@ -537,3 +545,18 @@ def test_an_s3_object_larger_than_a_read_block_streams_whole(s3_bucket: str, s3_
     s3_client.put_object(Bucket=s3_bucket, Key="big/0.png", Body=body)
     digest, size, _ = _streamed(StoredObject(uri=f"s3://{s3_bucket}/big/0.png", conn_id=AWS_CONN_ID))
     assert (digest, size) == (hashlib.sha256(body).hexdigest(), len(body))
+
+
+def test_a_link_under_the_destination_that_leads_outside_is_not_followed(tmp_path: Path) -> None:
+    destination, elsewhere = tmp_path / "images", tmp_path / "elsewhere"
+    destination.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "secret.png").write_bytes(_big_png(1))
+    (destination / "inside.png").write_bytes(_big_png(1))
+    (destination / "link.png").symlink_to(elsewhere / "secret.png")
+    root = destination.as_uri()
+
+    assert open_stored(StoredObject(uri=(destination / "link.png").as_uri(), conn_id=None, root=root)) is None
+    opened = open_stored(StoredObject(uri=(destination / "inside.png").as_uri(), conn_id=None, root=root))
+    assert opened is not None
+    opened[0].close()  # type: ignore[attr-defined]
