@@ -10,6 +10,7 @@ may land on the same path. Not for writing anything (``_staging``) nor for the s
 from __future__ import annotations
 
 import os
+import re
 import string
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -34,6 +35,8 @@ __all__ = [
 DEFAULT_PATH_TEMPLATE = "{request_id}/{index}.{ext}"
 _PLACEHOLDERS = ("request_id", "index", "ext")
 _LOCAL_PROTOCOLS = ("file", "local")
+# A local URI with no host and an absolute path: three slashes, then a name.
+_LOCAL_URI = re.compile(r"^[A-Za-z]+:///[^/]")
 
 
 def validate_path_template(template: Any) -> str:
@@ -131,7 +134,15 @@ def resolve_destination(destination: Any, conn_id: str | None = None) -> ObjectS
         text = os.fspath(destination).strip()
         if not text:
             raise PixazoValidationError("destination", destination, "a local path or an object storage URI")
-        source = text if "://" in text else "file://" + os.path.abspath(os.path.expanduser(text))
+        if "://" not in text:
+            # "//data" is "/data" to Linux, but a host to a URI parser: never let it become one.
+            source = "file:///" + os.path.abspath(os.path.expanduser(text)).lstrip("/")
+        elif text.split("://", 1)[0].lower() in _LOCAL_PROTOCOLS and not _LOCAL_URI.match(text):
+            # file://host/x, file://./x, file:////x and file://~/x all resolve against the process's own
+            # directory or home, a different place on each worker (and on the api-server's UI).
+            raise PixazoValidationError("destination", text, "a local URI of the form file:///absolute/path")
+        else:
+            source = text
     else:
         raise PixazoValidationError(
             "destination", destination, "a local path, an object storage URI or an ObjectStoragePath"

@@ -34,6 +34,19 @@ def test_resolve_destination_forms(tmp_path: Path) -> None:
         resolve_destination("s3://")
 
 
+def test_a_double_slash_local_path_is_the_absolute_path(tmp_path: Path) -> None:
+    assert resolve_destination("/" + str(tmp_path)).path == str(tmp_path)
+    assert resolve_destination(f"file://{tmp_path}").path == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "uri", ["file://localhost/data", "file://./data", "file:////data", "file://~/x", "local://data"]
+)
+def test_a_local_uri_that_would_resolve_against_the_process_is_refused(uri: str) -> None:
+    with pytest.raises(PixazoValidationError, match=r"destination.*file:///absolute/path"):
+        resolve_destination(uri)
+
+
 @pytest.mark.parametrize(
     ("template", "expected"),
     [
