@@ -14,7 +14,7 @@ import pytest
 from tests._net import free_port
 
 # The loopback moto server is the transfer suite's session fixture; one server serves both folders.
-from tests.transfers.conftest import moto_endpoint  # noqa: F401 (a fixture, taken by name)
+from tests.transfers.conftest import moto_endpoint, s3_client  # noqa: F401 (fixtures, taken by name)
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
@@ -51,6 +51,7 @@ def run_dag(dagbag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cal
 @pytest.fixture
 def s3_only_through(
     moto_endpoint: str,  # noqa: F811 (the imported fixture, by name)
+    s3_client: Any,  # noqa: F811 (the imported fixture, by name)
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[[str, str], Any]]:
     """
@@ -60,7 +61,6 @@ def s3_only_through(
     listens), so an upload that ignored the named connection fails instead of passing by luck.
     Returns a boto3 client on moto, to read what was written.
     """
-    import boto3
     from airflow.sdk.io import store
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "DEFAULT-IDENTITY-MUST-NOT-BE-USED")
@@ -71,13 +71,7 @@ def s3_only_through(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = s3_client
     buckets: list[str] = []
 
     def make(conn_id: str, bucket: str) -> Any:
