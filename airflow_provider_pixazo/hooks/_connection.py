@@ -16,7 +16,6 @@ import h11
 import httpx
 
 __all__ = [
-    "INF",
     "READ_SIZE",
     "KeptConnection",
     "StaleConnectionError",
@@ -30,7 +29,7 @@ __all__ = [
 #: How much one read asks of the socket (the size httpcore reads).
 READ_SIZE = 64 * 1024
 #: A deadline that is never reached: no read under way.
-INF = float("inf")
+_INF = float("inf")
 
 
 class KeptConnection:
@@ -68,7 +67,7 @@ class KeptConnection:
         self.extra_block = b"".join(b"%s: %s\r\n" % pair for pair in extra_headers)
         # The status path's read deadline (loop time; inf when no read is under way) and the one timer
         # that enforces it: set once, moved on only when it fires early, never one timer per request.
-        self.deadline = INF
+        self.deadline = _INF
         self.watchdog: asyncio.TimerHandle | None = None
         self.timed_out = False
 
@@ -99,11 +98,11 @@ class KeptConnection:
 
     def disarm(self) -> None:
         """The read is over (its timer stays, and lapses when it fires on an idle connection)."""
-        self.deadline = INF
+        self.deadline = _INF
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         self.watchdog = None
-        if self.deadline == INF:
+        if self.deadline == _INF:
             return
         if loop.time() >= self.deadline:
             # Aborting wakes the pending read or drain at once; the reader sees timed_out.
