@@ -168,14 +168,16 @@ class AirflowSystem:
         pytest.fail(f"timed out after {timeout}s waiting for {what}\n{details}")
 
 
-def _environment(home: Path, api_port: int, emulator_url: str, images: Path) -> dict[str, str]:
+def _environment(
+    home: Path, api_port: int, emulator_url: str, images: Path, dags_folder: Path = EXAMPLE_DAGS
+) -> dict[str, str]:
     # None of the suite's AIRFLOW_* settings (its home, its connections) leak into the deployment.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     api_url = f"http://127.0.0.1:{api_port}"
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLE_DAGS),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             # Paused at creation: the daily DAG's own schedule must not start a run of its own
@@ -210,10 +212,19 @@ def _environment(home: Path, api_port: int, emulator_url: str, images: Path) -> 
     return env
 
 
-def start_system(tmp_path: Path, migrated_db: Path) -> Iterator[AirflowSystem]:
+def start_system(
+    tmp_path: Path,
+    migrated_db: Path,
+    *,
+    dags_folder: Path = EXAMPLE_DAGS,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[AirflowSystem]:
     """
     Emulator + a copy of the migrated sqlite DB ``migrated_db`` + api-server, scheduler, dag-processor,
     triggerer; all stopped after.
+
+    ``dags_folder`` (the example DAGs by default) and ``extra_env`` (added to every process's
+    environment) let the scale test and benchmark run their own DAG file on the same deployment.
     """
     from airflow_provider_pixazo.testing.emulator import PixazoEmulator
 
@@ -223,7 +234,7 @@ def start_system(tmp_path: Path, migrated_db: Path) -> Iterator[AirflowSystem]:
         folder.mkdir()
     api_port = free_port()
     emulator = PixazoEmulator(api_key=API_KEY).start()
-    procs = Processes(_environment(home, api_port, emulator.url, images), logs)
+    procs = Processes({**_environment(home, api_port, emulator.url, images, dags_folder), **(extra_env or {})}, logs)
     system = AirflowSystem(home, logs, images, f"http://127.0.0.1:{api_port}", procs, emulator)
     try:
         copy_db(migrated_db, home)  # what `airflow db migrate` would make, without its seconds of startup
