@@ -68,13 +68,22 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Pixazo", "python-modules": ["airflow_provider_pixazo.hooks.pixazo"]},
         ],
         "operators": [
-            {"integration-name": "Pixazo", "python-modules": ["airflow_provider_pixazo.operators.pixazo"]},
+            {
+                "integration-name": "Pixazo",
+                "python-modules": [
+                    "airflow_provider_pixazo.operators.pixazo",
+                    "airflow_provider_pixazo.operators.batch",
+                ],
+            },
         ],
         "sensors": [
             {"integration-name": "Pixazo", "python-modules": ["airflow_provider_pixazo.sensors.pixazo"]},
         ],
         "triggers": [
-            {"integration-name": "Pixazo", "python-modules": ["airflow_provider_pixazo.triggers.pixazo"]},
+            {
+                "integration-name": "Pixazo",
+                "python-modules": ["airflow_provider_pixazo.triggers.pixazo", "airflow_provider_pixazo.triggers.batch"],
+            },
         ],
         "transfers": [
             {
