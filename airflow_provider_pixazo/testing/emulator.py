@@ -208,6 +208,11 @@ class PixazoEmulator:
         self._thread: threading.Thread | None = None
         self._dispatcher: WebhookDispatcher | None = None
         self._url: str | None = None
+        # hold_submits(): submits past the first ``after`` wait here until release_submits().
+        self._submit_gate = threading.Event()
+        self._submit_gate.set()
+        self._submits_let_through: int | None = None
+        self._held = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -234,6 +239,7 @@ class PixazoEmulator:
 
     def stop(self) -> None:
         """Stop serving, close open connections and drop pending webhooks. Safe to call twice."""
+        self.release_submits()  # no handler thread stays parked on the hold
         server, self._server = self._server, None
         if server is None:
             return
@@ -370,6 +376,48 @@ class PixazoEmulator:
             self._dispatcher.clear()
         self.set_faults(self.faults)
 
+    def hold_submits(self, after: int = 0) -> None:
+        """Let the next ``after`` submit POSTs through, then hold every later one until :meth:`release_submits`.
+
+        A held submit has been read but not answered (nor accepted): a client killed meanwhile has sent a
+        request the gateway takes once released, without ever hearing its request id. Lets a test kill a
+        worker in the middle of its submits however slow the machine is.
+
+        :param after: Submits answered as usual before the hold starts.
+        """
+        with self._lock:
+            self._submits_let_through = after
+            if after <= 0:
+                self._submit_gate.clear()
+
+    def release_submits(self) -> None:
+        """Answer the held submits (each is then accepted or refused as usual) and stop holding."""
+        with self._lock:
+            self._submits_let_through = None
+            self._submit_gate.set()
+
+    @property
+    def held_submits(self) -> int:
+        """Submits waiting on :meth:`hold_submits` right now."""
+        with self._lock:
+            return self._held
+
+    def _pass_submit_gate(self) -> None:
+        with self._lock:
+            if self._submits_let_through is not None:
+                if self._submits_let_through > 0:
+                    self._submits_let_through -= 1
+                    return
+                self._submit_gate.clear()
+            if self._submit_gate.is_set():
+                return
+            self._held += 1
+        try:
+            self._submit_gate.wait()
+        finally:
+            with self._lock:
+                self._held -= 1
+
     # -- request handling -----------------------------------------------------------------------
 
     def _handle(self, request: HttpRequest) -> HttpResponse:
@@ -410,6 +458,7 @@ class PixazoEmulator:
             if fault is Fault.DROP:
                 return HttpResponse(status=0, drop=True)
         if kind == "submit":
+            self._pass_submit_gate()
             return self._submit(request, SUBMIT_ROUTES[path])
         if kind == "status":
             return self._status(request, path[len(STATUS_PREFIX) :])
