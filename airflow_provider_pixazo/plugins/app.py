@@ -11,13 +11,15 @@ fetch the JSON with the session cookie and render every prompt and URL as text (
 One request reads a whole run in three queries (task instances, XComs, rendered fields), so a
 gallery of many mapped instances costs one round trip. The images a transfer stored are served by
 ``.../tasks/{task_id}/stored/{position}`` (see :mod:`.stored`): same access checks, looked up by
-position in that task instance's own ``pixazo_stored`` record, streamed.
+position in that task instance's own ``pixazo_stored`` record, streamed. A batch task's items are paged
+from its manifest by ``.../tasks/{task_id}/batch`` (see :mod:`.batch`).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from typing import Annotated, Any
@@ -52,6 +54,9 @@ _STATIC = {"pixazo.js": "text/javascript; charset=utf-8", "pixazo.css": "text/cs
 _PRIVATE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 # A stored image is bytes to show, nothing to run: no scripts, no loads, even if opened on its own.
 _IMAGE = {**_PRIVATE, "Content-Security-Policy": "default-src 'none'; sandbox", "Content-Disposition": "inline"}
+#: Registers the object-store file systems in the background once per process (see
+#: :func:`~airflow_provider_pixazo.plugins.manifest.warm_up_object_storage`).
+_warming: threading.Thread | None = None
 
 
 class ClosingStreamingResponse(StreamingResponse):
@@ -252,4 +257,14 @@ def create_app() -> FastAPI:
             headers["Content-Length"] = str(size)
         return ClosingStreamingResponse(chunks, media_type=media_type, headers=headers)
 
+    # Imported here: the batch routes reuse this module's access checks and responses.
+    from airflow_provider_pixazo.plugins.batch import batch_router
+    from airflow_provider_pixazo.plugins.manifest import ManifestCache, warm_up_object_storage
+
+    app.state.batch_manifests = ManifestCache()
+    app.include_router(batch_router(app.state.batch_manifests))
+    global _warming
+    if _warming is None:
+        _warming = threading.Thread(target=warm_up_object_storage, name="pixazo-view-warm-up", daemon=True)
+        _warming.start()
     return app

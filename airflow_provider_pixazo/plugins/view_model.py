@@ -4,7 +4,8 @@ Turn what a DAG run's Pixazo tasks recorded into what the Pixazo view shows. Pur
 A run holds, per task instance, some of: the submit operators' rendered parameters and returned
 request id, the sensor's or waiting operator's ``pixazo_result``, a failed request's
 ``pixazo_failure``, and the transfer's ``pixazo_stored`` (or just its returned URIs) and rendered
-``provenance``. Everything is joined on the Pixazo request id, so the sensor's tab shows the prompt
+``provenance``; a batch task, the manifest its ``return_value`` names (paged by the batch route, not
+here). Everything is joined on the Pixazo request id, so the sensor's tab shows the prompt
 its generate task rendered and the generate task's tab shows the images the sensor received.
 """
 
@@ -25,6 +26,7 @@ OPERATOR_KINDS = {
     "PixazoEditImageOperator": "edit",
     "PixazoRequestSensor": "sensor",
     "PixazoToObjectStorageOperator": "transfer",
+    "PixazoBatchGenerateOperator": "batch",
 }
 #: XCom keys the view reads (``return_value`` only of Pixazo tasks).
 PIXAZO_XCOM_KEYS = ("return_value", "pixazo_result", "pixazo_failure", "pixazo_stored")
@@ -47,7 +49,7 @@ class TaskRecord:
 
     @property
     def kind(self) -> str | None:
-        """``generate``, ``edit``, ``sensor``, ``transfer``, or None for other tasks."""
+        """``generate``, ``edit``, ``sensor``, ``transfer``, ``batch``, or None for other tasks."""
         if self.operator in OPERATOR_KINDS:
             return OPERATOR_KINDS[self.operator]
         if any(key in self.xcom for key in ("pixazo_result", "pixazo_failure", "pixazo_stored")):
@@ -75,7 +77,23 @@ def _iso(value: datetime.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _batch_of(task: TaskRecord) -> dict[str, Any] | None:
+    """A batch task's manifest URI and counts, as its ``return_value`` says; its items come from the batch route."""
+    returned = task.xcom.get("return_value")
+    if task.kind != "batch":
+        return None
+    if not isinstance(returned, Mapping):
+        return {"manifest": None, "counts": {}}  # not finished yet, or it failed before returning
+    counts = returned.get("counts")
+    return {
+        "manifest": _text(returned.get("manifest")),
+        "counts": dict(counts) if isinstance(counts, Mapping) else {},
+    }
+
+
 def _request_id_of(task: TaskRecord) -> str | None:
+    if task.kind == "batch":  # many requests, listed in its manifest
+        return None
     for key in ("pixazo_result", "pixazo_failure", "pixazo_stored"):
         value = task.xcom.get(key)
         if isinstance(value, Mapping) and value.get("request_id"):
@@ -195,6 +213,7 @@ def build_run_view(dag_id: str, run_id: str, tasks: Iterable[TaskRecord]) -> dic
             "start_date": _iso(task.start_date),
             "end_date": _iso(task.end_date),
             "request_id": request_id,
+            "batch": _batch_of(task),
         }
         task_views.append(view)
         if request_id is None:

@@ -3,7 +3,9 @@ Fixtures of the Pixazo view's server tests: a real run that stored images, and A
 
 ``run_stored_dag`` runs ``tests/plugins/dags/pixazo_ui_stored.py`` with ``dag.test()`` against the
 local emulator (generate two images, store them), so the metadata DB holds exactly what a deployment
-would: task instances, the ``pixazo_stored`` XCom and the rendered ``dest_conn_id``. ``view_client``
+would: task instances, the ``pixazo_stored`` XCom and the rendered ``dest_conn_id``. ``run_batch_dag``
+does the same with ``tests/plugins/dags/pixazo_ui_batch.py`` (a batch task's images and manifest, no
+gateway) for the batch gallery. ``view_client``
 is the plugin's FastAPI app behind Airflow's own security dependencies, with the simple auth manager
 (one DAG refused to one user) and tokens signed the way Airflow signs them.
 """
@@ -28,6 +30,9 @@ from tests.transfers.conftest import moto_endpoint, s3_bucket, s3_client  # noqa
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAGS = Path(__file__).resolve().parent / "dags"
 STORED_DAG = "pixazo_ui_stored"
+BATCH_DAG = "pixazo_ui_batch"
+#: What ``outsider`` may not read.
+HIDDEN_DAGS = frozenset({STORED_DAG, BATCH_DAG})
 READER, OUTSIDER = "reader", "outsider"
 
 
@@ -39,6 +44,16 @@ class StoredRun:
     run_id: str
     stored: dict[str, Any]
     api_key: str
+
+
+@dataclass
+class BatchRun:
+    """A finished run of the batch DAG: what its ``batch`` task returned, and where it wrote."""
+
+    dag_id: str
+    run_id: str
+    returned: dict[str, Any]
+    destination: str
 
 
 @pytest.fixture(scope="session")
@@ -74,23 +89,29 @@ def _xcom(dag_run: Any, task_id: str, key: str) -> Any:
     return json.loads(raw) if isinstance(raw, str) else raw
 
 
-def _run(destination: str, dest_conn_id: str, emulator: Any, env: pytest.MonkeyPatch) -> StoredRun:
+def _test_dag(dag_id: str) -> Any:
+    """Parse ``tests/plugins/dags/<dag_id>.py``, sync it to the DB, run it with ``dag.test()``; the run must succeed."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
-    from airflow_provider_pixazo.testing.pytest_plugin import connection_env_var, connection_json
-
-    env.setenv(connection_env_var(), connection_json(emulator))
-    env.setenv("AIRFLOW_VAR_PIXAZO_UI_DESTINATION", destination)
-    env.setenv("AIRFLOW_VAR_PIXAZO_UI_DEST_CONN_ID", dest_conn_id)
-    bag = DagBag(str(DAGS / f"{STORED_DAG}.py"))
+    bag = DagBag(str(DAGS / f"{dag_id}.py"))
     assert bag.import_errors == {}, bag.import_errors
-    dag = bag.get_dag(STORED_DAG)
+    dag = bag.get_dag(dag_id)
     assert dag is not None
     DagBundlesManager().sync_bundles_to_db()
     sync_bag_to_db(bag, "dags-folder", None)
     dag_run = dag.test()
     assert str(dag_run.state) == "success", dag_run.state
+    return dag_run
+
+
+def _run(destination: str, dest_conn_id: str, emulator: Any, env: pytest.MonkeyPatch) -> StoredRun:
+    from airflow_provider_pixazo.testing.pytest_plugin import connection_env_var, connection_json
+
+    env.setenv(connection_env_var(), connection_json(emulator))
+    env.setenv("AIRFLOW_VAR_PIXAZO_UI_DESTINATION", destination)
+    env.setenv("AIRFLOW_VAR_PIXAZO_UI_DEST_CONN_ID", dest_conn_id)
+    dag_run = _test_dag(STORED_DAG)
     stored = _xcom(dag_run, "store", "pixazo_stored")
     assert isinstance(stored, dict), stored
     assert len(stored["files"]) == 2, stored
@@ -121,9 +142,38 @@ def run_stored_dag(
     return run
 
 
+def _run_batch(destination: str, dest_conn_id: str, items: int, env: pytest.MonkeyPatch) -> BatchRun:
+    env.setenv("AIRFLOW_VAR_PIXAZO_UI_BATCH_DESTINATION", destination)
+    env.setenv("AIRFLOW_VAR_PIXAZO_UI_BATCH_DEST_CONN_ID", dest_conn_id)
+    env.setenv("AIRFLOW_VAR_PIXAZO_UI_BATCH_ITEMS", str(items))
+    dag_run = _test_dag(BATCH_DAG)
+    returned = _xcom(dag_run, "batch", "return_value")
+    assert isinstance(returned, dict), returned
+    assert sum(returned["counts"].values()) == items, returned
+    return BatchRun(BATCH_DAG, dag_run.run_id, returned, destination)
+
+
+@pytest.fixture(scope="module")
+def batch_run(airflow_db: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchRun]:
+    """A run whose batch task wrote 1,000 items on local disk, shared by a module's tests (which must not spoil it)."""
+    destination = tmp_path_factory.mktemp("batch") / "out"
+    with pytest.MonkeyPatch.context() as env:
+        yield _run_batch(destination.as_uri(), "", 1000, env)
+
+
+@pytest.fixture
+def run_batch_dag(airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Callable[..., BatchRun]:
+    """Run the batch DAG into ``destination`` (with ``dest_conn_id``) with ``items`` items; return what it recorded."""
+
+    def run(destination: str, dest_conn_id: str = "", items: int = 30) -> BatchRun:
+        return _run_batch(destination, dest_conn_id, items, monkeypatch)
+
+    return run
+
+
 @pytest.fixture
 def view_client(airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The plugin's app under Airflow's simple auth manager; ``outsider`` is refused the stored-images DAG."""
+    """The plugin's app under Airflow's simple auth manager; ``outsider`` is refused :data:`HIDDEN_DAGS`."""
     from airflow.api_fastapi import app as api_app
     from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
     from fastapi.testclient import TestClient
@@ -132,7 +182,7 @@ def view_client(airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[A
 
     class OneDagHidden(SimpleAuthManager):  # type: ignore[misc]
         def is_authorized_dag(self, *, method: Any, user: Any, access_entity: Any = None, details: Any = None) -> bool:
-            if user.get_name() == OUTSIDER and details is not None and details.id == STORED_DAG:
+            if user.get_name() == OUTSIDER and details is not None and details.id in HIDDEN_DAGS:
                 return False
             return bool(
                 super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)

@@ -177,8 +177,138 @@
     return section;
   }
 
+  // -- a batch task: its manifest, a page at a time ------------------------------------------------
+
+  const BATCH_PER_PAGE = 50;
+  const PROMPT_SHOWN = 160;
+
+  function batchUrl(task, suffix, params) {
+    const query = new URLSearchParams(params || {});
+    if (task.map_index >= 0) query.set("map_index", String(task.map_index));
+    const text = query.toString();
+    return `${cfg.base}/api/dags/${encodeURIComponent(cfg.dagId)}/runs/${encodeURIComponent(cfg.runId)}` +
+      `/tasks/${encodeURIComponent(task.task_id)}/batch${suffix}${text ? `?${text}` : ""}`;
+  }
+
+  function statusBadge(status) {
+    const name = String(status || "unknown");
+    return el("span", { class: `status status-${name.toLowerCase().replace(/[^a-z0-9_-]/g, "")}` }, name);
+  }
+
+  function countsBar(counts) {
+    const bar = el("p", { class: "counts" });
+    for (const [name, count] of Object.entries(counts || {})) {
+      const badge = statusBadge(name);
+      badge.append(` ${count}`);
+      bar.append(badge, " ");
+    }
+    return bar;
+  }
+
+  // One item: its first stored image (lazy, linking to the full image), key, status, prompt, error.
+  function batchItem(task, item) {
+    const figure = el("figure", { class: "thumb batch-item", "data-index": item.index });
+    const file = (item.files || [])[0];
+    if (file && typeof item.index === "number") {
+      const href = batchUrl(task, `/items/${item.index}/files/${file.position}`);
+      const img = el("img", { src: href, alt: item.prompt || "Batch image", loading: "lazy", decoding: "async" });
+      const link = el("a", { href, target: "_blank", rel: "noopener", class: "open-stored" }, img);
+      img.addEventListener("error", () => link.replaceWith(el("div", { class: "placeholder", role: "img",
+        "aria-label": "Image unavailable" }, el("strong", {}, "Image no longer available"),
+        el("span", { class: "uri" }, file.uri ? `Stored at ${file.uri}` : ""))));
+      figure.append(link);
+    } else {
+      figure.append(el("div", { class: "placeholder", role: "img", "aria-label": "No image" },
+        el("strong", {}, "No image stored")));
+    }
+    let prompt = item.prompt || "(no prompt recorded)";
+    const cut = item.prompt_chars > PROMPT_SHOWN || prompt.length > PROMPT_SHOWN;
+    if (cut) prompt = `${prompt.slice(0, PROMPT_SHOWN)}…`;
+    const caption = el("figcaption", {},
+      el("span", { class: "item-head" }, el("code", { class: "key" }, item.key ?? String(item.index ?? "")), " ",
+        statusBadge(item.status)),
+      el("span", { class: "prompt", title: cut ? item.prompt : null }, prompt));
+    if (item.error) caption.append(el("span", { class: "error" }, item.error));
+    if (item.request_id) caption.append(el("span", { class: "muted request-id" }, item.request_id));
+    figure.append(caption);
+    return figure;
+  }
+
+  function renderBatch(task) {
+    const section = el("section", { class: "batch", "data-task-id": task.task_id });
+    const state = { page: 1, incomplete: false };
+    const hash = new URLSearchParams(window.location.hash.slice(1));
+    if (/^[0-9]{1,6}$/.test(hash.get("page") || "")) state.page = Math.max(1, Number(hash.get("page")));
+    state.incomplete = hash.get("incomplete") === "1";
+
+    const title = el("h1", {}, "Batch");
+    const counts = el("div", { class: "counts-holder" });
+    const filter = el("input", { type: "checkbox", id: "batch-incomplete" });
+    filter.checked = state.incomplete;
+    const prev = el("button", { type: "button", class: "prev" }, "‹ Previous");
+    const next = el("button", { type: "button", class: "next" }, "Next ›");
+    const where = el("span", { class: "page-of", "aria-live": "polite" });
+    const controls = el("div", { class: "pager" },
+      el("label", { for: "batch-incomplete" }, filter, " Not completed only"), prev, where, next);
+    const grid = el("div", { class: "grid gallery batch-grid" });
+    const note = el("div", { class: "batch-note" });
+    section.append(title, counts, controls, note, grid);
+
+    let latest = 0;
+    function load() {
+      const ticket = ++latest;
+      const params = { page: String(state.page), per_page: String(BATCH_PER_PAGE) };
+      if (state.incomplete) params.status = "incomplete";
+      window.history.replaceState(null, "", `#page=${state.page}${state.incomplete ? "&incomplete=1" : ""}`);
+      section.setAttribute("aria-busy", "true");
+      fetch(batchUrl(task, "", params), { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(async (response) => {
+          if (ticket !== latest) return;
+          if (!response.ok) {
+            const recorded = task.batch && task.batch.counts && Object.keys(task.batch.counts).length;
+            note.replaceChildren(el("p", { class: "muted empty" }, response.status === 404
+              ? "No manifest to show yet: the batch has not finished, or its manifest cannot be read here."
+              : `Could not load the batch (HTTP ${response.status}).`));
+            if (recorded) counts.replaceChildren(countsBar(task.batch.counts));
+            grid.replaceChildren();
+            return;
+          }
+          const page = await response.json();
+          if (ticket !== latest) return;
+          title.textContent = `Batch — ${page.total} item${page.total === 1 ? "" : "s"}`;
+          counts.replaceChildren(countsBar(page.counts));
+          where.textContent = `Page ${page.page} of ${page.pages} (${page.matching} ` +
+            `${state.incomplete ? "not completed" : "items"})`;
+          prev.disabled = page.page <= 1;
+          next.disabled = page.page >= page.pages;
+          note.replaceChildren();
+          if (page.unreadable_count) {
+            note.append(el("p", { class: "error", role: "alert" },
+              `${page.unreadable_count} line(s) of the manifest could not be read: ` +
+              `${page.unreadable_lines.join(", ")}${page.unreadable_count > page.unreadable_lines.length ? ", …" : ""}`));
+          }
+          note.append(el("p", { class: "muted uri" }, `Manifest: ${page.manifest}`));
+          grid.replaceChildren(...page.items.map((item) => batchItem(task, item)));
+          if (!page.items.length) {
+            grid.append(el("p", { class: "muted empty" },
+              state.incomplete ? "Every item completed." : "No items on this page."));
+          }
+        })
+        .catch((err) => { if (ticket === latest) note.replaceChildren(el("p", { class: "error" }, `${err}`)); })
+        .finally(() => { if (ticket === latest) section.setAttribute("aria-busy", "false"); });
+    }
+    prev.addEventListener("click", () => { state.page = Math.max(1, state.page - 1); load(); });
+    next.addEventListener("click", () => { state.page += 1; load(); });
+    filter.addEventListener("change", () => { state.incomplete = filter.checked; state.page = 1; load(); });
+    load();
+    return section;
+  }
+
   function renderTask(view) {
     root.replaceChildren();
+    const batches = view.tasks.filter((task) => task.batch);
+    for (const task of batches) root.append(renderBatch(task));
+    if (batches.length) return;
     if (!view.requests.length) {
       root.append(el("p", { class: "muted empty" },
         view.tasks.length ? "This task has no Pixazo request recorded yet." : "This task is not a Pixazo task."));
