@@ -4,8 +4,14 @@ The contract between the Pixazo trigger and the tasks that defer to it.
 A trigger yields exactly one event, ``{"outcome": ..., "request_id": ..., "result": ..., "message": ...}``.
 Tasks branch on ``outcome`` (a :class:`WaitOutcome`), never on the message text;
 :func:`result_from_event` turns an event into the final result or the matching typed error, and
-:func:`publish_result` is how every waiting task publishes a finished one. Not here: the polling
-(the trigger) and the error classes (``exceptions``).
+:func:`publish_result` is how every waiting task publishes a finished one.
+
+A trigger asked to end its task on success yields Airflow's ``TaskSuccessEvent`` instead, carrying
+the XComs of :func:`task_end_xcoms`: what :func:`publish_result`, the task's return value and
+Airflow's end-of-task link resolution would have pushed on the worker, so no worker resumes it. Its
+payload is the success event above all the same, for ``dag.test()``, which resumes every deferred
+task on its worker whatever the trigger yields.
+Not here: the polling (the trigger) and the error classes (``exceptions``).
 """
 
 from __future__ import annotations
@@ -28,10 +34,33 @@ from airflow_provider_pixazo.responses import RequestResult
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-__all__ = ["RESULT_XCOM_KEY", "WaitOutcome", "make_event_payload", "publish_result", "result_from_event"]
+__all__ = [
+    "RESULT_XCOM_KEY",
+    "TaskReturn",
+    "WaitOutcome",
+    "make_event_payload",
+    "publish_result",
+    "published_xcoms",
+    "result_from_event",
+    "task_end_xcoms",
+]
 
 #: XCom key under which tasks that wait push the final result (``RequestResult.to_dict()``).
 RESULT_XCOM_KEY = "pixazo_result"
+
+# Airflow's XCOM_RETURN_KEY, written out: this module stays importable without the Task SDK's XCom machinery.
+_RETURN_VALUE_KEY = "return_value"
+
+# The payload Airflow gives a TaskSuccessEvent (str(TaskInstanceState.SUCCESS)); the trigger replaces
+# it with its success event, so only a task resumed by something that dropped that arrives with this.
+_BARE_TASK_SUCCESS = "success"
+
+
+class TaskReturn(enum.StrEnum):
+    """What a task whose trigger ends it returns (its ``return_value`` XCom)."""
+
+    RESULT = "result"  # the result as a dict (the sensor)
+    REQUEST_ID = "request_id"  # the request id (the submit operators)
 
 
 class WaitOutcome(enum.StrEnum):
@@ -66,20 +95,50 @@ def make_event_payload(
     return payload
 
 
+def published_xcoms(result: RequestResult) -> dict[str, Any]:
+    """
+    The XComs a finished result is published under, by key: the one rule for the worker and the triggerer.
+
+    The result's dict under :data:`RESULT_XCOM_KEY`; its media URLs where the image links read them.
+    """
+    from airflow_provider_pixazo.links.pixazo import MEDIA_URLS_XCOM_KEY
+
+    return {RESULT_XCOM_KEY: result.to_dict(), MEDIA_URLS_XCOM_KEY: list(result.media_urls)}
+
+
 def publish_result(context: Context, result: RequestResult) -> dict[str, Any]:
     """
-    Push a finished result where tasks that wait publish it, and return it as a dict.
+    Push a finished result where tasks that wait publish it (:func:`published_xcoms`), and return it as a dict.
 
     The dict goes to XCom under :data:`RESULT_XCOM_KEY`; the media URLs go where the image links
     read them.
     """
-    # Imported here: the trigger imports this module in the triggerer, which never needs the links.
-    from airflow_provider_pixazo.links.pixazo import persist_media_urls
+    for key, value in published_xcoms(result).items():
+        context["ti"].xcom_push(key=key, value=value)
+    return result.to_dict()
 
-    data = result.to_dict()
-    context["ti"].xcom_push(key=RESULT_XCOM_KEY, value=data)
-    persist_media_urls(context, list(result.media_urls))
-    return data
+
+def task_end_xcoms(
+    result: RequestResult, *, task_return: TaskReturn, image_link_keys: Mapping[str, int]
+) -> dict[str, Any]:
+    """
+    Every XCom a waiting task leaves when it succeeds, for a trigger that ends the task itself.
+
+    That is :func:`published_xcoms`, the task's ``return_value`` (``task_return``) and, under each
+    key of ``image_link_keys``, the URL its image link resolves to (what Airflow's end-of-task link
+    resolution would store on the worker, and what the UI's buttons read).
+
+    :param result: the COMPLETED result.
+    :param task_return: what the task returns.
+    :param image_link_keys: each image link's XCom key and the image index it opens.
+    """
+    from airflow_provider_pixazo.links.pixazo import image_url
+
+    returned: Any = result.to_dict() if task_return is TaskReturn.RESULT else result.request_id
+    xcoms = {_RETURN_VALUE_KEY: returned, **published_xcoms(result)}
+    for key, index in image_link_keys.items():
+        xcoms[key] = image_url(result.media_urls, index)
+    return xcoms
 
 
 def result_from_event(event: Any) -> RequestResult:
@@ -89,6 +148,11 @@ def result_from_event(event: Any) -> RequestResult:
     :raises PixazoError: for a malformed event or any outcome but success (terminal ones fail the
         task without retries).
     """
+    if event == _BARE_TASK_SUCCESS:
+        raise PixazoError(
+            "The Pixazo trigger ended this task in the triggerer, yet it was resumed on a worker without the "
+            "result; set end_from_trigger=False on the task to resume it with the result instead"
+        )
     if not isinstance(event, Mapping) or "outcome" not in event or "request_id" not in event:
         raise PixazoError(f"Pixazo trigger sent a malformed event: {event!r}")
     try:

@@ -4,7 +4,9 @@ Extra links to the images a Pixazo task produced, shown as buttons on the task i
 The task pushes its media URLs once, with :func:`persist_media_urls`. When it finishes, Airflow
 calls each link's :meth:`PixazoImageLink.get_link` on the worker and stores the answer under the
 link's own :attr:`~PixazoImageLink.xcom_key`; the UI then reads that key. Airflow serializes a
-link as ``{name: xcom_key}``, so both are unique per image index.
+link as ``{name: xcom_key}``, so both are unique per image index. A task that ends in the triggerer
+has no worker to do that: its trigger stores the same answers (:func:`image_url`,
+:func:`image_link_keys`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context
     from airflow.sdk.types import TaskInstanceKey
 
-__all__ = ["MEDIA_URLS_XCOM_KEY", "PixazoImageLink", "image_links", "persist_media_urls"]
+__all__ = [
+    "MEDIA_URLS_XCOM_KEY",
+    "PixazoImageLink",
+    "image_link_keys",
+    "image_links",
+    "image_url",
+    "persist_media_urls",
+]
 
 #: XCom key under which a task pushes the list of its media URLs.
 MEDIA_URLS_XCOM_KEY = "pixazo_media_urls"
@@ -62,13 +71,39 @@ class PixazoImageLink(BaseOperatorLink):
         """
         from airflow.sdk.execution_time.xcom import XCom
 
-        urls = XCom.get_value(ti_key=ti_key, key=MEDIA_URLS_XCOM_KEY)
-        if isinstance(urls, str):
-            urls = [urls]
-        if not isinstance(urls, Sequence) or self.index >= len(urls):
-            return ""
-        url = urls[self.index]
-        return url if isinstance(url, str) else ""
+        return image_url(XCom.get_value(ti_key=ti_key, key=MEDIA_URLS_XCOM_KEY), self.index)
+
+
+def image_url(urls: Any, index: int) -> str:
+    """
+    The URL the link to image ``index`` opens, given the pushed media URLs: ``""`` when there is none.
+
+    :param urls: the value pushed under :data:`MEDIA_URLS_XCOM_KEY` (a list of URLs, or anything else).
+    :param index: the image (0-based).
+    """
+    if isinstance(urls, str):
+        urls = [urls]
+    if not isinstance(urls, Sequence) or index >= len(urls):
+        return ""
+    url = urls[index]
+    return url if isinstance(url, str) else ""
+
+
+def image_link_keys(links: Sequence[object]) -> dict[str, int] | None:
+    """
+    Each image link's XCom key and the image it opens, or None if any link is not a :class:`PixazoImageLink`.
+
+    None means a trigger cannot store the links itself (another link's URL is only known to its own
+    ``get_link``, on a worker), so the task must resume on a worker to end.
+
+    :param links: a task's ``operator_extra_links``.
+    """
+    keys: dict[str, int] = {}
+    for link in links:
+        if not isinstance(link, PixazoImageLink):
+            return None
+        keys[link.xcom_key] = link.index
+    return keys
 
 
 def image_links(count: int = DEFAULT_LINK_COUNT) -> tuple[PixazoImageLink, ...]:

@@ -5,7 +5,8 @@ Both return the Pixazo ``request_id`` (XCom ``return_value``). With ``wait_for_c
 also wait for the result — deferring to :class:`~airflow_provider_pixazo.triggers.pixazo.PixazoRequestTrigger`
 when ``deferrable``, polling otherwise — and push it under the XCom key ``pixazo_result``. A request
 that ends FAILED or ERROR is pushed under ``pixazo_failure`` instead (Pixazo's reason, for the Pixazo
-view in Airflow's UI), whichever way the task waited, before the task fails.
+view in Airflow's UI), whichever way the task waited, before the task fails. Deferred, a request that
+COMPLETED ends the task in the triggerer (``end_from_trigger``): no worker resumes it.
 
 A submit costs money, so a retried try does not submit again while the request an earlier try made
 for the same parameters is still queued, processing or completed: the request id is kept in Airflow's
@@ -28,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_pixazo._compat import ResumableJobMixin
-from airflow_provider_pixazo.events import publish_result, result_from_event
+from airflow_provider_pixazo._compat import HAS_TASK_STATE_STORE, ResumableJobMixin
+from airflow_provider_pixazo.events import TaskReturn, publish_result, result_from_event
 from airflow_provider_pixazo.exceptions import (
     PixazoNotFoundError,
     PixazoTimeoutError,
     PixazoValidationError,
 )
-from airflow_provider_pixazo.links.pixazo import image_links, persist_media_urls
+from airflow_provider_pixazo.links.pixazo import image_link_keys, image_links, persist_media_urls
 from airflow_provider_pixazo.models import DEFAULT_MODEL, SubmitRequest, build_edit_request, build_generate_request
 from airflow_provider_pixazo.options import IMAGE_OPTIONS, document_options, rendered_options
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus
@@ -97,6 +98,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
         timeout: float | timedelta = 3600.0,
         max_poll_interval: float | timedelta = DEFAULT_MAX_POLL_INTERVAL,
         pixazo_conn_id: str = "pixazo_default",
+        end_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         options = {name: value for name, value in locals().items() if name in IMAGE_OPTIONS}
@@ -114,6 +116,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
         self.timeout = positive_seconds("timeout", timeout)
         self.max_poll_interval = positive_seconds("max_poll_interval", max_poll_interval)
         self.pixazo_conn_id = pixazo_conn_id
+        self.end_from_trigger = end_from_trigger
 
     @cached_property
     def hook(self) -> PixazoHook:
@@ -197,6 +200,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
         if self.deferrable:
             from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
 
+            link_keys = self._trigger_link_keys()
             self.defer(
                 trigger=PixazoRequestTrigger(
                     request_id=request_id,
@@ -204,6 +208,9 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
                     poll_interval=self.poll_interval,
                     timeout=self.timeout,
                     max_poll_interval=self.max_poll_interval,
+                    end_task_on_success=link_keys is not None,
+                    task_return=TaskReturn.REQUEST_ID.value,
+                    image_link_keys=link_keys,
                 ),
                 method_name="execute_complete",
             )
@@ -219,6 +226,23 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
     def on_kill(self) -> None:
         """Close the hook's connections when Airflow kills the task (timeout, mark failed)."""
         self._close_hook()
+
+    def _trigger_link_keys(self) -> dict[str, int] | None:
+        """The image links' XCom keys when the trigger may end the task, else None (resume on a worker)."""
+        if not self.end_from_trigger:
+            return None
+        if type(self).execute_complete is not _PixazoSubmitOperator.execute_complete:
+            self.log.info("execute_complete is overridden: the task resumes on a worker after the wait")
+            return None
+        if self.durable and HAS_TASK_STATE_STORE and _clears_task_state_on_success():
+            # The API server clears the task state store when a worker reports success; a task ended
+            # in the triggerer never reports, so it resumes on a worker to keep that promise.
+            self.log.info("[state_store] clear_on_success is set: the task resumes on a worker after the wait")
+            return None
+        keys = image_link_keys(self.operator_extra_links)
+        if keys is None:
+            self.log.info("Links other than Pixazo images are set: the task resumes on a worker after the wait")
+        return keys
 
     def _close_hook(self) -> None:
         if "hook" in self.__dict__:
@@ -279,6 +303,10 @@ class PixazoGenerateImageOperator(_PixazoSubmitOperator):
     :param max_poll_interval: when deferred, the poll interval grows by a quarter after each unchanged
         poll, up to this many seconds (default 60).
     :param pixazo_conn_id: the Pixazo connection (templated).
+    :param end_from_trigger: with ``wait_for_completion=True, deferrable=True``, let the trigger end
+        the task when the request COMPLETED, pushing the same XComs and links (default True). False
+        resumes the task on a worker to run ``execute_complete``; a subclass that overrides it, or
+        adds links other than the image ones, is resumed on a worker whatever this says.
     :param durable: keep the request id in the task state store so a retried try does not pay twice
         (default True; Airflow >= 3.3).
     """
@@ -352,6 +380,12 @@ class PixazoEditImageOperator(_PixazoSubmitOperator):
         from airflow_provider_pixazo.lineage import edit_lineage
 
         return edit_lineage(self.images, self.mask)
+
+
+def _clears_task_state_on_success() -> bool:
+    from airflow.sdk.configuration import conf
+
+    return bool(conf.getboolean("state_store", "clear_on_success", fallback=False))
 
 
 def _fingerprint(request: SubmitRequest) -> str:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airflow_provider_pixazo.events import publish_result, result_from_event
+from airflow_provider_pixazo.events import TaskReturn, publish_result, result_from_event
 from airflow_provider_pixazo.exceptions import PixazoError
-from airflow_provider_pixazo.links.pixazo import image_links, persist_media_urls
+from airflow_provider_pixazo.links.pixazo import image_link_keys, image_links, persist_media_urls
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus, validate_request_id
 from airflow_provider_pixazo.waiting import DEFAULT_MAX_POLL_INTERVAL, default_deferrable, positive_seconds
 
@@ -40,6 +40,11 @@ class PixazoRequestSensor(BaseSensorOperator):
     Transient errors (5xx, 429, network), once the hook's retries are spent, count as "not yet":
     a network blip never fails the sensor; its ``timeout`` still applies.
 
+    Deferred, it checks once before deferring (a request already done never defers), and when the
+    request COMPLETED the trigger ends the task itself, pushing the same XComs and links: no worker
+    is started to resume it. A request that ends FAILED or ERROR, a timeout or a refused key resume
+    the task on a worker, which fails it with Pixazo's reason and honours ``retries``.
+
     :param request_id: the Pixazo request id to wait for (templated), e.g. from a submit task's XCom.
     :param pixazo_conn_id: the Airflow connection holding the Pixazo API key (templated).
     :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to
@@ -49,6 +54,10 @@ class PixazoRequestSensor(BaseSensorOperator):
     :param timeout: seconds to wait before failing with a timeout; the request may still finish later.
     :param max_poll_interval: in deferrable mode, the poll interval grows by a quarter after each
         unchanged poll, up to this many seconds (default 60).
+    :param end_from_trigger: in deferrable mode, let the trigger end the task when the request
+        COMPLETED (default True). False resumes the task on a worker to run ``execute_complete``
+        (a subclass that overrides ``execute_complete``, or adds links other than the image ones,
+        is resumed on a worker whatever this says: its code must run).
     """
 
     template_fields: Sequence[str] = ("request_id", "pixazo_conn_id")
@@ -64,6 +73,7 @@ class PixazoRequestSensor(BaseSensorOperator):
         poke_interval: float = 10,
         timeout: float = 3600,
         max_poll_interval: float | timedelta = DEFAULT_MAX_POLL_INTERVAL,
+        end_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
@@ -71,6 +81,7 @@ class PixazoRequestSensor(BaseSensorOperator):
         self.pixazo_conn_id = pixazo_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.max_poll_interval = positive_seconds("max_poll_interval", max_poll_interval)
+        self.end_from_trigger = end_from_trigger
 
     @cached_property
     def hook(self) -> PixazoHook:
@@ -111,6 +122,7 @@ class PixazoRequestSensor(BaseSensorOperator):
         # Imported here: DAG files that only parse this sensor never load the trigger machinery.
         from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
 
+        link_keys = self._trigger_link_keys()
         self.defer(
             trigger=PixazoRequestTrigger(
                 request_id=self.request_id,
@@ -119,9 +131,24 @@ class PixazoRequestSensor(BaseSensorOperator):
                 poll_interval=max(self.poke_interval, 1.0),
                 timeout=self.timeout,
                 max_poll_interval=self.max_poll_interval,
+                end_task_on_success=link_keys is not None,
+                task_return=TaskReturn.RESULT.value,
+                image_link_keys=link_keys,
             ),
             method_name="execute_complete",
         )
+
+    def _trigger_link_keys(self) -> dict[str, int] | None:
+        """The image links' XCom keys when the trigger may end the task, else None."""
+        if not self.end_from_trigger:
+            return None
+        if type(self).execute_complete is not PixazoRequestSensor.execute_complete:
+            self.log.info("execute_complete is overridden: the task resumes on a worker after the wait")
+            return None
+        keys = image_link_keys(self.operator_extra_links)
+        if keys is None:
+            self.log.info("Links other than Pixazo images are set: the task resumes on a worker after the wait")
+        return keys
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Check once: done with the result when COMPLETED, raise when FAILED or ERROR, else False."""

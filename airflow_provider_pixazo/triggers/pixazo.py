@@ -2,24 +2,28 @@
 The trigger that waits for a Pixazo request to finish, shared by the deferrable operators and the sensor.
 
 It yields exactly one event, built by :func:`~airflow_provider_pixazo.events.make_event_payload`;
-tasks resume with :func:`~airflow_provider_pixazo.events.result_from_event`.
+tasks resume with :func:`~airflow_provider_pixazo.events.result_from_event`. Asked to
+(``end_task_on_success``), it ends a task whose request COMPLETED itself, with Airflow's
+``TaskSuccessEvent`` carrying every XCom the resumed task would have pushed: no worker is started
+for it, and so Airflow's stale-success race (apache/airflow#66374) cannot strike it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowNotFoundException
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from airflow_provider_pixazo.events import WaitOutcome, make_event_payload
+from airflow_provider_pixazo.events import TaskReturn, WaitOutcome, make_event_payload, task_end_xcoms
 from airflow_provider_pixazo.exceptions import (
     PixazoAPIError,
     PixazoAuthError,
     PixazoError,
     PixazoNotFoundError,
+    PixazoValidationError,
 )
 from airflow_provider_pixazo.hooks import _poller
 from airflow_provider_pixazo.hooks.pixazo import PixazoHook
@@ -62,6 +66,17 @@ class PixazoRequestTrigger(BaseTrigger):
     :param end_time: the absolute deadline (epoch seconds). Computed as now + ``timeout`` when not
         given, and always serialized, so a triggerer restart does not restart the clock. The wait
         ends at most a second after it (a poll is sent at the deadline itself).
+    :param end_task_on_success: when the request COMPLETED, end the task here with Airflow's
+        ``TaskSuccessEvent`` instead of resuming it on a worker. Every other outcome (FAILED, ERROR,
+        timeout, refused key...) still resumes it, so it fails there with Pixazo's reason, records
+        it and honours the task's ``retries``. Default False: kwargs serialized before it existed
+        behave as they did.
+    :param task_return: with ``end_task_on_success``, what the task returns (its ``return_value``
+        XCom): ``"result"`` (the result as a dict, as the sensor does) or ``"request_id"`` (as the
+        submit operators do).
+    :param image_link_keys: with ``end_task_on_success``, each image link's XCom key and the image
+        index it opens (:func:`~airflow_provider_pixazo.links.pixazo.image_link_keys`), so the task's
+        "Pixazo image N" buttons are stored as Airflow would store them at the end of a worker's run.
     """
 
     def __init__(
@@ -72,6 +87,9 @@ class PixazoRequestTrigger(BaseTrigger):
         timeout: float = 3600.0,
         max_poll_interval: float = 60.0,
         end_time: float | None = None,
+        end_task_on_success: bool = False,
+        task_return: str = TaskReturn.RESULT.value,
+        image_link_keys: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is unannotated
         self.request_id = validate_request_id(request_id)
@@ -80,6 +98,11 @@ class PixazoRequestTrigger(BaseTrigger):
         self.max_poll_interval = _positive("max_poll_interval", max_poll_interval)
         self.timeout = _non_negative("timeout", timeout)
         self.end_time = float(end_time) if end_time is not None else time.time() + self.timeout
+        if not isinstance(end_task_on_success, bool):
+            raise PixazoValidationError("end_task_on_success", end_task_on_success, "True or False")
+        self.end_task_on_success = end_task_on_success
+        self.task_return = _task_return(task_return)
+        self.image_link_keys = _link_keys(image_link_keys)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and JSON-safe kwargs (the connection id only: never a key)."""
@@ -92,6 +115,9 @@ class PixazoRequestTrigger(BaseTrigger):
                 "timeout": self.timeout,
                 "max_poll_interval": self.max_poll_interval,
                 "end_time": self.end_time,
+                "end_task_on_success": self.end_task_on_success,
+                "task_return": self.task_return.value,
+                "image_link_keys": dict(self.image_link_keys),
             },
         )
 
@@ -105,7 +131,9 @@ class PixazoRequestTrigger(BaseTrigger):
             end_time=self.end_time,
             on_update=self._on_update,
         )
-        if end.result is not None:
+        if end.result is not None and end.result.status is RequestStatus.COMPLETED and self.end_task_on_success:
+            yield self._task_success_event(end.result)
+        elif end.result is not None:
             yield TriggerEvent(self._terminal_event(end.result))
         elif end.error is not None:
             yield TriggerEvent(self._error_event(end.error))
@@ -117,6 +145,23 @@ class PixazoRequestTrigger(BaseTrigger):
             self.log.info("Pixazo request %s is %s", self.request_id, status.value)
         else:
             self.log.warning("Polling Pixazo request %s failed; will poll again: %s", self.request_id, error)
+
+    def _task_success_event(self, result: RequestResult) -> TaskSuccessEvent:
+        # The task's log gets the line its resumed execute_complete would have written.
+        self.log.info(
+            "Pixazo request %s COMPLETED with %d %s file(s): %s; the task ends here, in the triggerer",
+            self.request_id,
+            len(result.media_urls),
+            result.media_type or "media",
+            ", ".join(result.media_urls),
+        )
+        xcoms = task_end_xcoms(result, task_return=self.task_return, image_link_keys=self.image_link_keys)
+        event = TaskSuccessEvent(xcoms=xcoms)
+        # Airflow's triggerer passes on only an end event's state and XComs (its payload is never read),
+        # but dag.test() runs the trigger inline and resumes the task with the payload whatever the
+        # event: carrying the plain success event there, the task publishes the same result itself.
+        event.payload = self._terminal_event(result)
+        return event
 
     def _terminal_event(self, result: RequestResult) -> dict[str, Any]:
         outcome, template = _TERMINAL[result.status]
@@ -158,6 +203,25 @@ class PixazoRequestTrigger(BaseTrigger):
             ),
             extra={"timeout": self.timeout, "last_status": shown},
         )
+
+
+def _task_return(value: Any) -> TaskReturn:
+    try:
+        return TaskReturn(value)
+    except ValueError:
+        allowed = " or ".join(repr(choice.value) for choice in TaskReturn)
+        raise PixazoValidationError("task_return", value, allowed) from None
+
+
+def _link_keys(value: Any) -> dict[str, int]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping) and all(
+        isinstance(key, str) and key and isinstance(index, int) and not isinstance(index, bool) and index >= 0
+        for key, index in value.items()
+    ):
+        return dict(value)
+    raise PixazoValidationError("image_link_keys", value, "a mapping of XCom keys to image indexes (integers >= 0)")
 
 
 # The trigger's name for each shared validator (airflow_provider_pixazo.waiting): one rule for the

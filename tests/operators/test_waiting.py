@@ -266,3 +266,71 @@ def test_polling_wait_times_out_naming_the_request(gateway: respx.MockRouter, cl
     assert clock.sleeps == [10.0, 10.0, 5.0]
     assert status_route.call_count == 4
     assert RESULT_XCOM_KEY not in context["ti"].pushed
+
+
+# -- ending in the triggerer ----------------------------------------------------------------------
+
+ALL_IMAGE_LINKS = {f"_link_PixazoImageLink_{i}": i for i in range(10)}
+
+
+def deferred_trigger_kwargs(op: Any, gateway: respx.MockRouter, store: FakeTaskStateStore | None = None) -> Any:
+    gateway.post(GEN2_URL).mock(return_value=submitted())
+    with pytest.raises(TaskDeferred) as info:
+        op.execute(make_context(store or FakeTaskStateStore()))
+    return info.value.trigger.serialize()[1]
+
+
+def test_deferred_wait_lets_the_trigger_end_the_task_returning_the_request_id(gateway: respx.MockRouter) -> None:
+    kwargs = deferred_trigger_kwargs(generate(wait_for_completion=True, deferrable=True), gateway)
+    assert kwargs["end_task_on_success"] is True
+    assert kwargs["task_return"] == "request_id"
+    assert kwargs["image_link_keys"] == ALL_IMAGE_LINKS
+
+
+def test_end_from_trigger_false_resumes_on_a_worker(gateway: respx.MockRouter) -> None:
+    op = generate(wait_for_completion=True, deferrable=True, end_from_trigger=False)
+    assert deferred_trigger_kwargs(op, gateway)["end_task_on_success"] is False
+
+
+def test_clear_on_success_resumes_on_a_worker_so_the_store_is_cleared(
+    gateway: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The API server clears the task state store only when a worker reports success.
+    monkeypatch.setenv("AIRFLOW__STATE_STORE__CLEAR_ON_SUCCESS", "True")
+    op = generate(wait_for_completion=True, deferrable=True)
+    assert deferred_trigger_kwargs(op, gateway)["end_task_on_success"] is False
+
+
+def test_trigger_pushes_exactly_what_the_resumed_operator_pushes(gateway: respx.MockRouter) -> None:
+    from airflow_provider_pixazo.events import TaskReturn, task_end_xcoms
+    from airflow_provider_pixazo.links.pixazo import image_url
+
+    op = generate(wait_for_completion=True, deferrable=True)
+    kwargs = deferred_trigger_kwargs(op, gateway)
+    result = RequestResult(REQUEST_ID, RequestStatus.COMPLETED, media_urls=("https://cdn.test/a.png",))
+
+    context = make_context()
+    returned = op.execute_complete(context, make_event_payload(WaitOutcome.SUCCESS, REQUEST_ID, result=result))
+    pushed = context["ti"].pushed
+    links = {link.xcom_key: image_url(pushed[MEDIA_URLS_XCOM_KEY], link.index) for link in op.operator_extra_links}
+    on_the_worker = {"return_value": returned, **pushed, **links}
+
+    from_the_trigger = task_end_xcoms(
+        result, task_return=TaskReturn(kwargs["task_return"]), image_link_keys=kwargs["image_link_keys"]
+    )
+    assert from_the_trigger == on_the_worker
+    assert from_the_trigger["return_value"] == REQUEST_ID
+    assert from_the_trigger[RESULT_XCOM_KEY]["media_urls"] == ["https://cdn.test/a.png"]
+
+
+def test_retry_reusing_a_completed_request_does_not_defer(gateway: respx.MockRouter) -> None:
+    """A retry that finds its stored request already done publishes it at once: nothing to race."""
+    store = FakeTaskStateStore()
+    deferred_trigger_kwargs(generate(wait_for_completion=True, deferrable=True), gateway, store)
+    gateway.get(STATUS_URL).mock(return_value=status("COMPLETED"))
+    context = make_context(store)
+
+    assert generate(wait_for_completion=True, deferrable=True).execute(context) == REQUEST_ID
+
+    assert gateway.routes[0].call_count == 1  # paid once, for the first try
+    assert context["ti"].pushed[RESULT_XCOM_KEY]["status"] == "COMPLETED"

@@ -7,9 +7,10 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from airflow.sdk import BaseOperatorLink
 from airflow.sdk.exceptions import AirflowSkipException, TaskDeferred
 
-from airflow_provider_pixazo.events import RESULT_XCOM_KEY, WaitOutcome, make_event_payload
+from airflow_provider_pixazo.events import RESULT_XCOM_KEY, TaskReturn, WaitOutcome, make_event_payload, task_end_xcoms
 from airflow_provider_pixazo.exceptions import (
     PixazoAuthError,
     PixazoError,
@@ -19,7 +20,7 @@ from airflow_provider_pixazo.exceptions import (
     PixazoTimeoutError,
     PixazoValidationError,
 )
-from airflow_provider_pixazo.links.pixazo import MEDIA_URLS_XCOM_KEY
+from airflow_provider_pixazo.links.pixazo import MEDIA_URLS_XCOM_KEY, image_url
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus
 from airflow_provider_pixazo.sensors.pixazo import PixazoRequestSensor
 from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
@@ -280,3 +281,80 @@ def test_resume_with_soft_fail_skips_on_timeout(context: dict[str, Any]) -> None
     sensor = make_sensor(soft_fail=True)
     with pytest.raises(AirflowSkipException):
         sensor.resume_execution("execute_complete", {"event": event}, context)  # type: ignore[arg-type]
+
+
+# -- ending in the triggerer ----------------------------------------------------------------------
+
+ALL_IMAGE_LINKS = {f"_link_PixazoImageLink_{i}": i for i in range(10)}
+
+
+def deferred_trigger_kwargs(sensor: PixazoRequestSensor, gateway: respx.MockRouter) -> dict[str, Any]:
+    gateway.get(STATUS_URL).mock(return_value=status("PROCESSING"))
+    with pytest.raises(TaskDeferred) as info:
+        sensor.execute(make_context())
+    return info.value.trigger.serialize()[1]
+
+
+def test_deferred_sensor_lets_the_trigger_end_the_task(gateway: respx.MockRouter) -> None:
+    kwargs = deferred_trigger_kwargs(make_sensor(deferrable=True), gateway)
+    assert kwargs["end_task_on_success"] is True
+    assert kwargs["task_return"] == "result"
+    assert kwargs["image_link_keys"] == ALL_IMAGE_LINKS
+
+
+def test_end_from_trigger_false_resumes_on_a_worker(gateway: respx.MockRouter) -> None:
+    kwargs = deferred_trigger_kwargs(make_sensor(deferrable=True, end_from_trigger=False), gateway)
+    assert kwargs["end_task_on_success"] is False
+
+
+class _OwnResume(PixazoRequestSensor):
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"mine": True}
+
+
+class _OtherLink(BaseOperatorLink):
+    name = "Elsewhere"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        return "https://elsewhere.example/"
+
+
+class _ExtraLink(PixazoRequestSensor):
+    operator_extra_links = (*PixazoRequestSensor.operator_extra_links, _OtherLink())
+
+
+@pytest.mark.parametrize("cls", [_OwnResume, _ExtraLink])
+def test_subclass_whose_code_must_run_resumes_on_a_worker(gateway: respx.MockRouter, cls: type) -> None:
+    kwargs = deferred_trigger_kwargs(cls(task_id="wait", request_id=REQUEST_ID, deferrable=True), gateway)
+    assert kwargs["end_task_on_success"] is False
+
+
+def test_trigger_pushes_exactly_what_the_resumed_sensor_pushes(gateway: respx.MockRouter) -> None:
+    sensor = make_sensor(deferrable=True)
+    kwargs = deferred_trigger_kwargs(sensor, gateway)
+    result = _completed()
+
+    context = make_context()
+    returned = sensor.execute_complete(context, make_event_payload(WaitOutcome.SUCCESS, REQUEST_ID, result=result))
+    pushed = context["ti"].pushed
+    # What Airflow's end-of-task link resolution stores on the worker: each link's get_link answer.
+    links = {link.xcom_key: image_url(pushed[MEDIA_URLS_XCOM_KEY], link.index) for link in sensor.operator_extra_links}
+    on_the_worker = {"return_value": returned, **pushed, **links}
+
+    from_the_trigger = task_end_xcoms(
+        result, task_return=TaskReturn(kwargs["task_return"]), image_link_keys=kwargs["image_link_keys"]
+    )
+    assert from_the_trigger == on_the_worker
+    assert from_the_trigger["_link_PixazoImageLink_1"] == MEDIA_URLS[1]
+    assert from_the_trigger["_link_PixazoImageLink_2"] == ""
+
+
+def test_resumed_by_dag_test_the_success_end_event_publishes_the_result(context: dict[str, Any]) -> None:
+    """dag.test() resumes the task with the end event's payload: the plain success event."""
+    from airflow.triggers.base import TaskSuccessEvent
+
+    trigger = PixazoRequestTrigger(REQUEST_ID, end_task_on_success=True, image_link_keys=ALL_IMAGE_LINKS)
+    event = trigger._task_success_event(_completed())
+    assert isinstance(event, TaskSuccessEvent)
+    result = make_sensor().execute_complete(context, event.payload)
+    assert_result_pushed(context, result)

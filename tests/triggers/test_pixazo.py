@@ -123,6 +123,9 @@ def test_serialize_round_trip_keeps_deadline_and_holds_no_secret(pixazo_conn: st
         "timeout": 120.0,
         "max_poll_interval": 30.0,
         "end_time": pytest.approx(time.time() + 120, abs=5),
+        "end_task_on_success": False,
+        "task_return": "result",
+        "image_link_keys": {},
     }
     json.dumps(kwargs)  # JSON-safe
     assert API_KEY not in json.dumps(kwargs)
