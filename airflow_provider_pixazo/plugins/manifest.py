@@ -1,10 +1,12 @@
 """
 A batch task's manifest, as the batch gallery reads it: found, checked, parsed once, paged.
 
-A batch task (``PixazoBatchGenerateOperator``) returns ``{"manifest": <uri>, "counts": {...}}`` and
-writes that ``manifest.jsonl`` under its ``destination``: one JSON object a line per item (``index``,
+A batch task (``PixazoBatchGenerateOperator``) pushes ``pixazo_batch`` (whether it succeeds or fails)
+and returns (when it succeeds) ``{"manifest": <uri>, "counts": {...}}``, and writes that
+``manifest.jsonl`` under its ``destination``: one JSON object a line per item (``index``,
 ``key``, ``prompt``, ``request_id``, ``status``, ``error``, ``files``: each ``uri``, ``size``,
-``sha256``). The XCom only says where the manifest is; the view pages through the file.
+``sha256``); the contract is in :mod:`airflow_provider_pixazo.operators.batch`'s docstring. The XCom
+only says where the manifest is; the view pages through the file.
 
 Trusted as :mod:`.stored` trusts a ``pixazo_stored`` record, that is not at all: Airflow's REST API
 lets anyone with XCom edit rights rewrite the XCom, so its manifest URI is read only if it is a
@@ -35,7 +37,7 @@ from airflow.models.renderedtifields import RenderedTaskInstanceFields
 from airflow.models.xcom import XComModel
 from sqlalchemy import select
 
-from airflow_provider_pixazo.plugins.records import xcom_value
+from airflow_provider_pixazo.plugins.records import BATCH_XCOM_KEY, xcom_value
 from airflow_provider_pixazo.plugins.stored import (
     LOCAL_SCHEMES,
     READ_BLOCK_BYTES,
@@ -85,6 +87,10 @@ ERROR_CHARS = 1000
 MAX_FILES = 16
 #: Manifests kept parsed; a 1,000-item one takes about 0.5 MB.
 CACHED_MANIFESTS = 16
+
+
+#: Where a batch task names its manifest, in order of preference.
+_SUMMARY_KEYS = (BATCH_XCOM_KEY, "return_value")
 
 
 class ManifestUnavailable(Exception):
@@ -158,28 +164,32 @@ class BatchSource:
 
 def find_batch(session: Any, dag_id: str, run_id: str, task_id: str, map_index: int) -> BatchSource | None:
     """
-    The manifest the task instance's ``return_value`` names, if it lies under its rendered destination.
+    The manifest the task instance's ``pixazo_batch`` (else ``return_value``) names, if under its destination.
 
     :param session: a SQLAlchemy session on Airflow's metadata database.
     :param dag_id: the DAG.
     :param run_id: the DAG run.
     :param task_id: the batch task.
     :param map_index: its mapped instance (-1 when not mapped).
-    :return: None when there is no such XCom (the task has not finished), it names no manifest, or the
+    :return: None when there is no such XCom (the task has not got that far), it names no manifest, or the
         manifest is not a ``.jsonl`` object under the destination (see the module's docstring).
     """
-    where = (
-        XComModel.dag_id == dag_id,
-        XComModel.run_id == run_id,
-        XComModel.task_id == task_id,
-        XComModel.map_index == map_index,
-        XComModel.key == "return_value",
-    )
-    returned = xcom_value(session.execute(select(XComModel.value).where(*where)).scalar())
-    uri = returned.get("manifest") if isinstance(returned, dict) else None
-    if not isinstance(uri, str) or not uri:
+    rows = session.execute(
+        select(XComModel.key, XComModel.value).where(
+            XComModel.dag_id == dag_id,
+            XComModel.run_id == run_id,
+            XComModel.task_id == task_id,
+            XComModel.map_index == map_index,
+            XComModel.key.in_(_SUMMARY_KEYS),
+        )
+    ).all()
+    recorded = {row.key: xcom_value(row.value) for row in rows}
+    # The summary first: it is pushed when the task fails too, and a failed batch is the one to look at.
+    summary = next((recorded[key] for key in _SUMMARY_KEYS if isinstance(recorded.get(key), dict)), None)
+    uri = summary.get("manifest") if summary is not None else None
+    if summary is None or not isinstance(uri, str) or not uri:
         return None
-    counts = returned.get("counts") if isinstance(returned, dict) else None
+    counts = summary.get("counts")
     rendered = session.execute(
         select(RenderedTaskInstanceFields.rendered_fields).where(
             RenderedTaskInstanceFields.dag_id == dag_id,

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "BATCH_XCOM_KEY",
     "FAILURE_XCOM_KEY",
     "STORED_XCOM_KEY",
     "record_failure",
@@ -23,6 +24,9 @@ __all__ = [
 
 #: XCom key of a request that ended FAILED or ERROR (``RequestResult.to_dict()``), pushed before the task fails.
 FAILURE_XCOM_KEY = "pixazo_failure"
+#: XCom key of a batch task's summary (its manifest's URI, counts...), pushed whether the task succeeds or
+#: fails; the batch operator's contract (:mod:`airflow_provider_pixazo.operators.batch`) names it too.
+BATCH_XCOM_KEY = "pixazo_batch"
 #: XCom key under which the transfer pushes the files it wrote and its provenance sidecar.
 STORED_XCOM_KEY = "pixazo_stored"
 

@@ -4,7 +4,7 @@ Turn what a DAG run's Pixazo tasks recorded into what the Pixazo view shows. Pur
 A run holds, per task instance, some of: the submit operators' rendered parameters and returned
 request id, the sensor's or waiting operator's ``pixazo_result``, a failed request's
 ``pixazo_failure``, and the transfer's ``pixazo_stored`` (or just its returned URIs) and rendered
-``provenance``; a batch task, the manifest its ``return_value`` names (paged by the batch route, not
+``provenance``; a batch task, the manifest its ``pixazo_batch`` or ``return_value`` names (paged by the batch route, not
 here). Everything is joined on the Pixazo request id, so the sensor's tab shows the prompt
 its generate task rendered and the generate task's tab shows the images the sensor received.
 """
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_pixazo.options import IMAGE_OPTIONS
+from airflow_provider_pixazo.plugins.records import BATCH_XCOM_KEY
 
 __all__ = ["OPERATOR_KINDS", "PIXAZO_XCOM_KEYS", "TaskRecord", "build_run_view", "build_task_view"]
 
@@ -29,7 +30,7 @@ OPERATOR_KINDS = {
     "PixazoBatchGenerateOperator": "batch",
 }
 #: XCom keys the view reads (``return_value`` only of Pixazo tasks).
-PIXAZO_XCOM_KEYS = ("return_value", "pixazo_result", "pixazo_failure", "pixazo_stored")
+PIXAZO_XCOM_KEYS = ("return_value", "pixazo_result", "pixazo_failure", "pixazo_stored", BATCH_XCOM_KEY)
 #: The rendered parameters shown for a request: the prompt, the model and the image options.
 _PARAMS = ("prompt", "model", *IMAGE_OPTIONS)
 
@@ -52,6 +53,8 @@ class TaskRecord:
         """``generate``, ``edit``, ``sensor``, ``transfer``, ``batch``, or None for other tasks."""
         if self.operator in OPERATOR_KINDS:
             return OPERATOR_KINDS[self.operator]
+        if BATCH_XCOM_KEY in self.xcom:  # a subclass of the batch operator
+            return "batch"
         if any(key in self.xcom for key in ("pixazo_result", "pixazo_failure", "pixazo_stored")):
             return "other"
         return None
@@ -78,15 +81,21 @@ def _iso(value: datetime.datetime | None) -> str | None:
 
 
 def _batch_of(task: TaskRecord) -> dict[str, Any] | None:
-    """A batch task's manifest URI and counts, as its ``return_value`` says; its items come from the batch route."""
-    returned = task.xcom.get("return_value")
+    """
+    A batch task's manifest URI and counts, from its summary (pushed on failure too) or its ``return_value``.
+
+    Its items come from the batch route, a page at a time.
+    """
     if task.kind != "batch":
         return None
-    if not isinstance(returned, Mapping):
-        return {"manifest": None, "counts": {}}  # not finished yet, or it failed before returning
-    counts = returned.get("counts")
+    summary = next(
+        (v for v in (task.xcom.get(BATCH_XCOM_KEY), task.xcom.get("return_value")) if isinstance(v, Mapping)), None
+    )
+    if summary is None:
+        return {"manifest": None, "counts": {}}  # not that far yet, or it failed before writing a manifest
+    counts = summary.get("counts")
     return {
-        "manifest": _text(returned.get("manifest")),
+        "manifest": _text(summary.get("manifest")),
         "counts": dict(counts) if isinstance(counts, Mapping) else {},
     }
 

@@ -31,8 +31,9 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAGS = Path(__file__).resolve().parent / "dags"
 STORED_DAG = "pixazo_ui_stored"
 BATCH_DAG = "pixazo_ui_batch"
+REAL_BATCH_DAG = "pixazo_ui_real_batch"
 #: What ``outsider`` may not read.
-HIDDEN_DAGS = frozenset({STORED_DAG, BATCH_DAG})
+HIDDEN_DAGS = frozenset({STORED_DAG, BATCH_DAG, REAL_BATCH_DAG})
 READER, OUTSIDER = "reader", "outsider"
 
 
@@ -89,8 +90,8 @@ def _xcom(dag_run: Any, task_id: str, key: str) -> Any:
     return json.loads(raw) if isinstance(raw, str) else raw
 
 
-def _test_dag(dag_id: str) -> Any:
-    """Parse ``tests/plugins/dags/<dag_id>.py``, sync it to the DB, run it with ``dag.test()``; the run must succeed."""
+def _test_dag(dag_id: str, state: str = "success") -> Any:
+    """Parse ``tests/plugins/dags/<dag_id>.py``, sync it to the DB, ``dag.test()`` it; the run must end ``state``."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
@@ -101,7 +102,7 @@ def _test_dag(dag_id: str) -> Any:
     DagBundlesManager().sync_bundles_to_db()
     sync_bag_to_db(bag, "dags-folder", None)
     dag_run = dag.test()
-    assert str(dag_run.state) == "success", dag_run.state
+    assert str(dag_run.state) == state, dag_run.state
     return dag_run
 
 
@@ -167,6 +168,31 @@ def run_batch_dag(airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Callable
 
     def run(destination: str, dest_conn_id: str = "", items: int = 30) -> BatchRun:
         return _run_batch(destination, dest_conn_id, items, monkeypatch)
+
+    return run
+
+
+@pytest.fixture
+def run_real_batch_dag(
+    airflow_db: None, pixazo_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., BatchRun]:
+    """
+    Run ``pixazo_ui_real_batch`` (the real batch operator, against the emulator) into ``destination``.
+
+    Its task fails on ``max_failed``: ``returned`` is its ``pixazo_batch`` summary, there being no return value.
+    """
+
+    def run(destination: str, dest_conn_id: str = "") -> BatchRun:
+        from airflow_provider_pixazo.testing.pytest_plugin import connection_env_var, connection_json
+
+        monkeypatch.setenv(connection_env_var(), connection_json(pixazo_emulator))
+        monkeypatch.setenv("AIRFLOW_VAR_PIXAZO_UI_BATCH_DESTINATION", destination)
+        monkeypatch.setenv("AIRFLOW_VAR_PIXAZO_UI_BATCH_DEST_CONN_ID", dest_conn_id)
+        dag_run = _test_dag(REAL_BATCH_DAG, state="failed")
+        assert _xcom(dag_run, "batch", "return_value") is None
+        summary = _xcom(dag_run, "batch", "pixazo_batch")
+        assert isinstance(summary, dict), summary
+        return BatchRun(REAL_BATCH_DAG, dag_run.run_id, summary, destination)
 
     return run
 

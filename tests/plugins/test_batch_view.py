@@ -272,15 +272,20 @@ def test_a_mapped_batch_is_read_per_map_index(view_client: Any, batch_run: Batch
 
 
 @contextmanager
-def returned_as(run: BatchRun, value: Any) -> Iterator[None]:
-    """The batch task's ``return_value`` rewritten, as Airflow's REST API lets an XCom editor do; put back after."""
+def xcom_as(run: BatchRun, value: Any, key: str = "return_value") -> Iterator[None]:
+    """
+    The batch task's XCom ``key`` set to ``value``, as Airflow's REST API lets an XCom editor do.
+
+    Afterwards ``return_value`` is put back, and a ``pixazo_batch`` the stand-in never pushed is deleted.
+    """
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import delete
 
     def put(data: Any) -> None:
         with create_session() as session:
             XComModel.set(
-                key="return_value",
+                key=key,
                 value=data,
                 dag_id=run.dag_id,
                 task_id="batch",
@@ -294,7 +299,15 @@ def returned_as(run: BatchRun, value: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        put(run.returned)
+        if key == "return_value":
+            put(run.returned)
+        else:
+            with create_session() as session:
+                session.execute(
+                    delete(XComModel).where(
+                        XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id, XComModel.key == key
+                    )
+                )
 
 
 @contextmanager
@@ -320,8 +333,9 @@ def write_manifest(path: Path, lines: list[Any]) -> None:
     path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
 
 
+@pytest.mark.parametrize("key", ["return_value", "pixazo_batch"])
 def test_a_manifest_outside_the_destination_is_never_read(
-    view_client: Any, batch_run: BatchRun, tmp_path: Path
+    view_client: Any, batch_run: BatchRun, tmp_path: Path, key: str
 ) -> None:
     root = manifest_file(batch_run).parent
     bait_image = PNG_MAGIC + b"BAIT-IMAGE"
@@ -348,13 +362,14 @@ def test_a_manifest_outside_the_destination_is_never_read(
     headers = bearer(view_client)
     try:
         for name, uri in aimed.items():
-            with returned_as(batch_run, {"manifest": uri, "counts": {}}):
+            with xcom_as(batch_run, {"manifest": uri, "counts": {}}, key):
                 for path in (batch_path(batch_run), file_path(batch_run, 0)):
                     response = view_client.get(path, headers=headers)
                     assert (response.status_code, response.json()) == (404, NO_MANIFEST), (name, path)
                     assert b"BAIT" not in response.content, name
-        with returned_as(batch_run, "not a mapping"):
-            assert view_client.get(batch_path(batch_run), headers=headers).status_code == 404
+        if key == "return_value":  # (a summary that is no mapping is passed over for the return value)
+            with xcom_as(batch_run, "not a mapping", key):
+                assert view_client.get(batch_path(batch_run), headers=headers).status_code == 404
         assert reads(view_client) == 0
     finally:
         (root / "link.jsonl").unlink()
@@ -379,7 +394,7 @@ def test_an_image_the_manifest_aims_outside_the_destination_is_not_served(
     write_manifest(other, [{"index": 7, "status": "completed", "files": [{"uri": uri} for uri in files]}])
     headers = bearer(view_client)
     try:
-        with returned_as(batch_run, {"manifest": other.as_uri(), "counts": {"completed": 1}}):
+        with xcom_as(batch_run, {"manifest": other.as_uri(), "counts": {"completed": 1}}):
             page = view_client.get(batch_path(batch_run), headers=headers).json()
             assert [f["uri"] for f in page["items"][0]["files"]] == files  # listed as recorded
             assert view_client.get(file_path(batch_run, 7, 0), headers=headers).content[:8] == PNG_MAGIC
@@ -395,7 +410,7 @@ def test_a_rewritten_manifest_is_read_again_and_bad_lines_are_named(view_client:
     write_manifest(other, [{"index": 0, "status": "completed"}])
     headers = bearer(view_client)
     try:
-        with returned_as(batch_run, {"manifest": other.as_uri(), "counts": {}}):
+        with xcom_as(batch_run, {"manifest": other.as_uri(), "counts": {}}):
             assert view_client.get(batch_path(batch_run), headers=headers).json()["total"] == 1
             assert view_client.get(batch_path(batch_run), headers=headers).json()["total"] == 1
             assert reads(view_client) == 1
@@ -501,7 +516,7 @@ def test_an_s3_manifest_is_read_only_under_the_destination_and_with_its_connecti
         f"s3://{s3_bucket}/batches/../batches-evil/manifest.jsonl",
         f"s3a://{s3_bucket}/batches/manifest.jsonl",
     ):
-        with returned_as(run, {"manifest": uri, "counts": {}}):
+        with xcom_as(run, {"manifest": uri, "counts": {}}):
             response = view_client.get(batch_path(run), headers=headers)
         assert (response.status_code, response.json()) == (404, NO_MANIFEST), uri
     # Without the task's connection the api-server does not read with an identity of its own.
@@ -511,3 +526,36 @@ def test_an_s3_manifest_is_read_only_under_the_destination_and_with_its_connecti
         assert (response.status_code, response.json()) == (404, NO_MANIFEST), no_connection
     assert reads(view_client) == 0
     assert view_client.get(batch_path(run), headers=headers).json()["total"] == 12
+
+
+# -- the real operator's output --------------------------------------------------------------------
+
+
+def test_the_real_operators_failed_batch_is_shown_from_its_summary(
+    view_client: Any, run_real_batch_dag: Any, tmp_path: Path
+) -> None:
+    from tests.plugins.dags.pixazo_ui_real_batch import HOSTILE_PROMPT, PROMPTS
+
+    run = run_real_batch_dag((tmp_path / "real").as_uri())
+    headers = bearer(view_client)
+    page = view_client.get(batch_path(run), headers=headers).json()
+    assert page["manifest"] == run.returned["manifest"]
+    assert page["total"] == len(PROMPTS)
+    assert page["counts"] == {"completed": 7, "error": 1, "failed": 2}
+    assert page["recorded_counts"] == run.returned["counts"]
+    assert page["items"][0]["prompt"] == HOSTILE_PROMPT
+    incomplete = view_client.get(batch_path(run), params={"status": "incomplete"}, headers=headers).json()
+    assert [(i["index"], i["status"]) for i in incomplete["items"]] == [(7, "failed"), (8, "error"), (9, "failed")]
+    assert all(i["error"] and i["files"] == [] for i in incomplete["items"])
+    for item in page["items"][:7]:
+        (file,) = item["files"]
+        response = view_client.get(file_path(run, item["index"]), headers=headers)
+        assert response.status_code == 200, (item, response.text)
+        assert (len(response.content), hashlib.sha256(response.content).hexdigest()) == (file["size"], file["sha256"])
+    # The task tab knows it for a batch, failed as it is.
+    view = view_client.get(
+        f"/api/dags/{run.dag_id}/runs/{quote(run.run_id, safe='')}/tasks/batch", headers=headers
+    ).json()
+    assert [(t["kind"], t["state"], t["batch"]["manifest"]) for t in view["tasks"]] == [
+        ("batch", "failed", run.returned["manifest"])
+    ]
