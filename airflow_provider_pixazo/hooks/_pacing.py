@@ -1,24 +1,39 @@
 """
-The status poller's one rate per loop and connection, learned from the gateway (AIMD).
+The status poller's one rate per loop and connection, learned from the gateway.
 
-Polls are sent evenly spaced at the current rate, never above the connection's
-``max_polls_per_second``. A 429 pauses the whole loop once for its ``Retry-After`` (not once per
-wait) and cuts the rate to 90 % of what the gateway accepted since the previous 429 (a halving the
-first time); the rate then grows back by 2 % a second (at least 1 call/s) while polls go through, up
-to ``max_polls_per_second``. Only arithmetic on the clock's times: no I/O, no timers, no logging
-(:mod:`._poller` sends, schedules and logs).
+With no ``max_polls_per_second`` on the connection there is **no ceiling**: the rate follows what
+the waits ask for and what the gateway accepts. It starts at :data:`START_RATE` and, while due polls
+are held back by it and no 429 has been seen, doubles every :data:`SLOW_START_DOUBLING` seconds (slow
+start: a thousand waits registered at once reach an unknown gateway as a ramp, not a burst). A rate
+that holds no poll back does not grow, so a quiet loop never builds up a rate it has not tried.
+
+A 429 pauses the whole loop once for its ``Retry-After`` (not once per wait) and cuts the rate to
+:data:`SHARE` of what the gateway accepted since the previous pause or since the rate last held
+nothing back (of half the rate if that was under :data:`EPISODE_MIN` seconds).
+From then on the rate grows by only :data:`PROBE` a second (at least 1 call/s) while polls are held
+back: it probes slowly for a raised limit, and the key's other calls (submits from workers, another
+triggerer) keep about a tenth of the gateway's allowance between two cuts. Those calls also lower
+what the gateway accepts from this loop, so each cut leaves them their part.
+
+An explicit ``max_polls_per_second`` is a hard cap on all of this. Only arithmetic on the clock's
+times: no I/O, no timers, no logging (:mod:`._poller` sends, schedules and logs).
 """
 
 from __future__ import annotations
 
 __all__ = ["Pacing"]
 
+#: The first rate (calls/s): what the connection allowed by default before the rate had no ceiling.
+START_RATE = 20.0
+#: Seconds per doubling of the rate while polls are held back and no 429 has been seen.
+SLOW_START_DOUBLING = 0.5
 #: The rate never drops below this (one poll every 5 s); a 429 pause still stops everything.
 MIN_RATE = 0.2
-#: Share of the accepted rate kept after a 429 (multiplicative decrease toward what the gateway took).
-DECREASE = 0.9
-#: Relative growth of the rate per second while polls go through (additive at low rates: >= 1/s).
-INCREASE = 0.02
+#: Share of the accepted rate kept after a 429: the rest of the gateway's allowance is left to the
+#: key's other calls (submits, another triggerer) until the slow probe reaches the limit again.
+SHARE = 0.9
+#: Relative growth of the rate per second after the first 429 (additive at low rates: >= 1/s).
+PROBE = 0.01
 #: Shortest time between two 429 episodes that tells the gateway's rate (else: halve).
 EPISODE_MIN = 0.5
 #: Retry-After assumed for a 429 without one, and the longest one honoured.
@@ -34,24 +49,30 @@ class Pacing:
     """
     When the next status poll may go out: the learned rate, its slots, and the loop-wide 429 pause.
 
-    Starts at rate 0 (nothing goes out) until :meth:`set_ceiling` gives it the connection's limit.
+    Starts at rate 0 (nothing goes out) until :meth:`set_ceiling` gives it the connection's cap.
     """
 
     __slots__ = (
+        "_bound",
+        "_calm_at",
         "_decreased_at",
         "_episode_ok",
         "_last_growth",
-        "_max_rate",
         "_next_slot",
         "_resumed_at",
+        "cap",
+        "learned",
         "paused_until",
         "rate",
     )
 
     def __init__(self) -> None:
-        #: Status calls per second currently allowed (learned; at most ``max_polls_per_second``).
+        #: Status calls per second currently allowed.
         self.rate = 0.0
-        self._max_rate = 0.0
+        #: The connection's ``max_polls_per_second``; None: no cap.
+        self.cap: float | None = None
+        #: The gateway's rate as the last 429 told it (None before any 429: still in slow start).
+        self.learned: float | None = None
         self._next_slot = _NEVER
         #: No poll is sent before this time (the last 429's Retry-After, for the whole loop).
         self.paused_until = _NEVER
@@ -59,35 +80,51 @@ class Pacing:
         self._resumed_at = _NEVER
         self._last_growth = _NEVER
         self._episode_ok = 0
+        self._bound = False  # a due poll waited for its slot since the last growth
+        self._calm_at = _NEVER  # the last send before which no due poll waited for its slot
 
-    def set_ceiling(self, max_rate: float) -> None:
-        """Apply the connection's ``max_polls_per_second`` (the first one is also the starting rate)."""
-        self._max_rate = max_rate
-        self.rate = max_rate if self.rate == 0.0 else min(self.rate, max_rate)
+    def set_ceiling(self, cap: float | None) -> None:
+        """Apply the connection's ``max_polls_per_second`` (None: no cap); the first call starts the rate."""
+        self.cap = cap
+        if self.rate == 0.0:
+            self.rate = START_RATE
+        if cap is not None:
+            self.rate = min(self.rate, cap)
 
     def earliest(self, due: float) -> float:
         """The soonest a poll due at ``due`` may go out: after its slot and after any pause."""
         return max(due, self._next_slot, self.paused_until)
 
     def take_slot(self, now: float) -> bool:
-        """Claim the next send slot if it has come (True), spacing sends ``1 / rate`` apart."""
+        """Claim the next send slot for a due poll if it has come (True), spacing sends ``1 / rate`` apart."""
         # A timer that fired a little late may catch up a slot or so; after a quiet spell the
         # schedule starts afresh at now (no burst of the slots nobody used).
         slot = self._next_slot
         if slot < now - max(PACING_SLACK, 1.0 / self.rate):
             slot = now
         elif slot > now:
+            self._bound = True  # the waits ask for more than the rate: it may grow
             return False
         self._next_slot = slot + 1.0 / self.rate
         return True
 
     def grow(self, now: float) -> None:
-        """Raise the rate for the time since the last growth (at most a second's worth at once)."""
+        """Raise the rate for the time since the last growth (at most a second's worth) if it held polls back."""
         if now <= self._last_growth:
             return
-        if self._last_growth > _NEVER:
+        if not self._bound:
+            # The waits asked for less than the rate: what the gateway accepts from here on tells
+            # its limit (an idle spell before would make it look smaller than it is).
+            self._calm_at = now
+            self._episode_ok = 0
+        elif self._last_growth > _NEVER:
             elapsed = min(now - self._last_growth, 1.0)
-            self.rate = min(self._max_rate, self.rate + max(1.0, self.rate * INCREASE) * elapsed)
+            if self.learned is None:
+                rate = self.rate * 2.0 ** (elapsed / SLOW_START_DOUBLING)
+            else:
+                rate = self.rate + max(1.0, self.rate * PROBE) * elapsed
+            self.rate = rate if self.cap is None else min(self.cap, rate)
+        self._bound = False
         self._last_growth = now
 
     def accepted(self) -> None:
@@ -108,16 +145,19 @@ class Pacing:
         cut: float | None = None
         if sent_at > self._decreased_at:
             # The first 429 of an episode (polls sent before the last cut do not cut again). Since
-            # the end of the previous pause the gateway's allowance went from what it saved during
-            # the pause to nothing, so the calls it took over that time is the rate it allows, plus
-            # the little it saved (for a token bucket with this loop as its only client; less when
-            # others share the key). The first time nothing is known yet: halve.
-            span = now - self._resumed_at
+            # the end of the previous pause (or since the rate last held nothing back, if later) the
+            # gateway's allowance went from what it saved to nothing, so the calls it took over that
+            # time is the rate it allows, plus what it saved (for a token bucket with this loop as
+            # its only client; less when others share the key): an estimate from above, which the
+            # next episodes bring down. Over too short a time nothing is known: halve.
+            span = now - max(self._resumed_at, self._calm_at)
             allowed = self._episode_ok / span if EPISODE_MIN <= span < float("inf") else self.rate / 2
-            self.rate = max(MIN_RATE, min(self.rate, allowed) * DECREASE)
+            self.learned = min(self.rate, allowed)
+            self.rate = max(MIN_RATE, self.learned * SHARE)
             self._decreased_at = now
             self._episode_ok = 0
             self._last_growth = self.paused_until
+            self._bound = False
             cut = retry_after
         self._resumed_at = self.paused_until
         return cut

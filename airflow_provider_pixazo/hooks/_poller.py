@@ -93,8 +93,13 @@ class StatusPoller:
 
     @property
     def rate(self) -> float:
-        """Status calls per second currently allowed (learned; at most ``max_polls_per_second``)."""
+        """Status calls per second currently allowed (learned; at most ``max_polls_per_second`` if set)."""
         return self._pacing.rate
+
+    @property
+    def learned_limit(self) -> float | None:
+        """The gateway's rate for this loop as its last 429 told it; None before any 429."""
+        return self._pacing.learned
 
     @property
     def paused_until(self) -> float:
@@ -367,7 +372,7 @@ class StatusPoller:
         if retry_after is not None:
             log.warning(
                 "Pixazo answered 429 on connection %s: pausing every status poll of this triggerer for %.1fs, "
-                "then polling at %.1f calls/s at most",
+                "then polling at %.1f calls/s, growing slowly",
                 self.conn_id,
                 retry_after,
                 self.rate,

@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://gateway.pixazo.ai"
 DEFAULT_TIMEOUT = 30.0
-#: Status calls per second one triggerer loop may send for one connection, unless the extra says otherwise.
-DEFAULT_MAX_POLLS_PER_SECOND = 20.0
+#: No cap on the status calls a triggerer loop sends for one connection unless the extra sets one: the
+#: poller follows what the waits ask for and learns the gateway's limit from its 429s (hooks/_pacing.py).
+DEFAULT_MAX_POLLS_PER_SECOND: float | None = None
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -65,8 +66,9 @@ class ConnectionSettings:
         file or certificate directory.
     :param proxy: a proxy URL used for every call instead of the environment's ``*_PROXY`` variables;
         None to follow the environment as httpx does. May hold credentials: kept out of ``repr``.
-    :param max_polls_per_second: the most status calls a triggerer loop sends for this connection
-        (extra ``max_polls_per_second``); the poller stays below it and below what the gateway allows.
+    :param max_polls_per_second: a hard cap on the status calls a triggerer loop sends a second for
+        this connection (extra ``max_polls_per_second``); None (the default): no cap, the poller stays
+        just below what the gateway accepts, learned from its 429s.
     """
 
     base_url: str
@@ -74,7 +76,7 @@ class ConnectionSettings:
     timeout: float = DEFAULT_TIMEOUT
     verify: bool | str = True
     proxy: str | None = field(default=None, repr=False)
-    max_polls_per_second: float = DEFAULT_MAX_POLLS_PER_SECOND
+    max_polls_per_second: float | None = DEFAULT_MAX_POLLS_PER_SECOND
 
     @property
     def origin(self) -> tuple[str, str, int | None]:
@@ -231,7 +233,7 @@ def redact_proxy_url(url: str) -> str:
     return _USERINFO_PASSWORD.sub(r"\1***@", url)
 
 
-def _max_polls_per_second(extra: dict[str, Any]) -> float:
+def _max_polls_per_second(extra: dict[str, Any]) -> float | None:
     raw = extra.get("max_polls_per_second", extra.get("extra__pixazo__max_polls_per_second"))
     if raw in (None, ""):
         return DEFAULT_MAX_POLLS_PER_SECOND
@@ -243,7 +245,8 @@ def _max_polls_per_second(extra: dict[str, Any]) -> float:
         raise PixazoValidationError(
             "max_polls_per_second",
             raw,
-            "a number of status calls per second above 0 and at most 10000 in the connection extra, e.g. 20",
+            "a number of status calls per second above 0 and at most 10000 in the connection extra, e.g. 20 "
+            "(or no value: no cap, the rate the gateway accepts is learned from its 429s)",
         )
     return value
 
