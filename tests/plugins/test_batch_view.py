@@ -206,6 +206,35 @@ def test_the_task_tab_knows_a_batch_task(view_client: Any, batch_run: BatchRun) 
     assert view["requests"] == []
 
 
+def test_the_run_view_takes_a_batchs_summary_first_and_knows_a_subclass_by_it() -> None:
+    from airflow_provider_pixazo.operators.batch import BATCH_XCOM_KEY as OPERATORS_KEY
+    from airflow_provider_pixazo.plugins.records import BATCH_XCOM_KEY
+    from airflow_provider_pixazo.plugins.view_model import TaskRecord, build_run_view
+
+    assert BATCH_XCOM_KEY == OPERATORS_KEY  # the view reads what the operator pushes
+    summary = {"manifest": "s3://b/x/manifest.jsonl", "counts": {"completed": 1, "failed": 3}, "total": 4}
+    tasks = [
+        TaskRecord("failed", -1, "PixazoBatchGenerateOperator", "failed", xcom={BATCH_XCOM_KEY: summary}),
+        TaskRecord(
+            "done",
+            -1,
+            "PixazoBatchGenerateOperator",
+            "success",
+            xcom={"return_value": {"manifest": "s3://b/y/manifest.jsonl", "counts": {"completed": 2}}},
+        ),
+        TaskRecord("mine", -1, "MyCatalogBatch", "failed", xcom={BATCH_XCOM_KEY: summary}),
+        TaskRecord("running", -1, "PixazoBatchGenerateOperator", "running"),
+        TaskRecord("generate", -1, "PixazoGenerateImageOperator", "success", xcom={"return_value": "req-1"}),
+    ]
+    view = {t["task_id"]: t for t in build_run_view("d", "r", tasks)["tasks"]}
+    assert view["failed"]["batch"] == {"manifest": summary["manifest"], "counts": summary["counts"]}
+    assert view["done"]["batch"] == {"manifest": "s3://b/y/manifest.jsonl", "counts": {"completed": 2}}
+    assert (view["mine"]["kind"], view["mine"]["batch"]["manifest"]) == ("batch", summary["manifest"])
+    assert view["running"]["batch"] == {"manifest": None, "counts": {}}
+    assert (view["generate"]["batch"], view["generate"]["request_id"]) == (None, "req-1")
+    assert all(view[t]["request_id"] is None for t in ("failed", "done", "mine", "running"))
+
+
 # -- who may see it --------------------------------------------------------------------------------
 
 
