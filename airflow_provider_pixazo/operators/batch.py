@@ -262,9 +262,9 @@ class PixazoBatchGenerateOperator(BaseOperator):
                         poll_interval=self.poll_interval,
                         timeout=self.timeout,
                         max_poll_interval=self.max_poll_interval,
+                        batch=_plan_payload(items, waiting, early),
                     ),
                     method_name="execute_complete",
-                    kwargs={"plan": _plan_payload(items, waiting, early)},
                 )
             outcomes = self._wait_here([request_id for _, request_id in waiting]) if waiting else []
             del report
@@ -272,11 +272,14 @@ class PixazoBatchGenerateOperator(BaseOperator):
         finally:
             self._close_hook()
 
-    def execute_complete(self, context: Context, event: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: record, store and publish every item's outcome."""
         from airflow_provider_pixazo.batch._ledger import Ledger
         from airflow_provider_pixazo.batch._outcomes import ItemOutcome
 
+        if not isinstance(event, dict) or not isinstance(event.get("batch"), dict):
+            raise PixazoError(f"The batch trigger sent an event this operator cannot read: {str(event)[:300]}")
+        plan: dict[str, Any] = event["batch"]
         items = self._items()
         if plan.get("fingerprint") != _batch_fingerprint(items):
             raise PixazoValidationError(
@@ -286,8 +289,8 @@ class PixazoBatchGenerateOperator(BaseOperator):
                 "Clear the task to run the batch again",
             )
         root = self._root()
-        request_ids = event.get("request_ids") if isinstance(event, dict) else None
-        results = event.get("results") if isinstance(event, dict) else None
+        request_ids = event.get("request_ids")
+        results = event.get("results")
         indexes = plan.get("waiting") or []
         if (
             event.get("status") != "done"

@@ -5,8 +5,8 @@ One trigger per batch task, however many prompts: each request id is one wait on
 status poller (:mod:`airflow_provider_pixazo.hooks._poller`), so a thousand ids cost the triggerer a
 thousand timers in one schedule, not a thousand triggers. It yields exactly one event:
 ``{"status": "done", "request_ids": [...], "results": [[outcome, media_urls, media_type, error,
-model_id, pixazo_status], ...]}``, the results in ``request_ids`` order (see
-:class:`~airflow_provider_pixazo.batch._outcomes.ItemOutcome`).
+model_id, pixazo_status], ...], "batch": {...}}``, the results in ``request_ids`` order (see
+:class:`~airflow_provider_pixazo.batch._outcomes.ItemOutcome`) and ``batch`` as the task gave it.
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ class PixazoBatchTrigger(BaseTrigger):
     :param max_poll_interval: each request's poll interval grows by 25% after each unchanged poll, up to this.
     :param end_time: the absolute deadline (epoch seconds), computed as now + ``timeout`` when not given
         and always serialized, so a triggerer restart does not restart the clock.
+    :param batch: JSON-safe facts the task needs when it resumes (which item each id belongs to, the
+        outcomes known before the wait), handed back as they are in the event. They travel with the
+        trigger rather than in ``defer(kwargs=...)``: ``dag.test()`` of Airflow 3.3 replaces a deferred
+        task's ``next_kwargs`` with the event alone when it runs the trigger inline
+        (``airflow/sdk/definitions/dag.py``, ``ti.next_kwargs = {"event": ...}``).
     """
 
     def __init__(
@@ -53,6 +58,7 @@ class PixazoBatchTrigger(BaseTrigger):
         timeout: float = 3600.0,
         max_poll_interval: float = 60.0,
         end_time: float | None = None,
+        batch: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger.__init__ is unannotated
         if isinstance(request_ids, str) or not isinstance(request_ids, Sequence):
@@ -63,6 +69,7 @@ class PixazoBatchTrigger(BaseTrigger):
         self.max_poll_interval = positive_seconds("max_poll_interval", max_poll_interval)
         self.timeout = non_negative_seconds("timeout", timeout)
         self.end_time = float(end_time) if end_time is not None else time.time() + self.timeout
+        self.batch = dict(batch) if batch is not None else {}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and JSON-safe kwargs (the connection id only: never a key)."""
@@ -75,6 +82,7 @@ class PixazoBatchTrigger(BaseTrigger):
                 "timeout": self.timeout,
                 "max_poll_interval": self.max_poll_interval,
                 "end_time": self.end_time,
+                "batch": self.batch,
             },
         )
 
@@ -101,5 +109,6 @@ class PixazoBatchTrigger(BaseTrigger):
                 "status": BATCH_EVENT_STATUS,
                 "request_ids": list(self.request_ids),
                 "results": [outcome.to_wire() for outcome in outcomes],
+                "batch": self.batch,
             }
         )

@@ -303,7 +303,8 @@ def test_deferrable_waits_in_one_trigger_and_resumes(pixazo_emulator: PixazoEmul
     assert len(trigger.request_ids) == 3
     assert deferred.value.method_name == "execute_complete"
     _, kwargs = trigger.serialize()
-    assert pixazo_emulator.api_key not in json.dumps([kwargs, deferred.value.kwargs])
+    assert pixazo_emulator.api_key not in json.dumps(kwargs)
+    assert kwargs["batch"]["waiting"] == [0, 1, 2]
 
     async def events() -> list[Any]:
         return [event.payload async for event in PixazoBatchTrigger(**kwargs).run()]
@@ -311,7 +312,7 @@ def test_deferrable_waits_in_one_trigger_and_resumes(pixazo_emulator: PixazoEmul
     (event,) = asyncio.run(events())
     json.dumps(event)
     resumed = batch_op(tmp_path, prompts=prompts, deferrable=True, max_failed=1)
-    result = resumed.execute_complete(make_context(store), event=event, **(deferred.value.kwargs or {}))
+    result = resumed.execute_complete(make_context(store), event=event)
     assert result["counts"] == {"completed": 2, "failed": 1, "error": 0, "timed_out": 0, "uncertain": 0}
     assert pixazo_emulator.submit_count() == 3
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["0.png", "2.png"]
@@ -321,8 +322,7 @@ def test_resuming_with_changed_prompts_is_refused(pixazo_emulator: PixazoEmulato
     op = batch_op(tmp_path, prompts=["a"], deferrable=True)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(make_context(FakeTaskStateStore()))
-    event = {"status": "done", "request_ids": deferred.value.trigger.request_ids, "results": []}
+    trigger = deferred.value.trigger
+    event = {"status": "done", "request_ids": trigger.request_ids, "results": [], "batch": trigger.batch}
     with pytest.raises(PixazoValidationError, match="changed while it waited"):
-        batch_op(tmp_path, prompts=["b"], deferrable=True).execute_complete(
-            make_context(FakeTaskStateStore()), event=event, **(deferred.value.kwargs or {})
-        )
+        batch_op(tmp_path, prompts=["b"], deferrable=True).execute_complete(make_context(FakeTaskStateStore()), event)

@@ -98,6 +98,7 @@ def test_serialize_round_trip_keeps_the_deadline_and_holds_no_secret(pixazo_conn
         "timeout": 120.0,
         "max_poll_interval": 30.0,
         "end_time": pytest.approx(time.time() + 120, abs=5),
+        "batch": {},
     }
     assert API_KEY not in json.dumps(kwargs)
     rebuilt = PixazoBatchTrigger(**kwargs)
@@ -118,7 +119,7 @@ async def test_one_event_with_every_outcome_in_order(gateway: respx.MockRouter, 
     gateway.get(status_url(3)).mock(return_value=status(3, "PROCESSING"))
     gateway.get(status_url(4)).mock(return_value=httpx.Response(404, json={"error": "Not Found"}))
 
-    trigger = PixazoBatchTrigger([rid(n) for n in range(5)], poll_interval=2, timeout=60)
+    trigger = PixazoBatchTrigger([rid(n) for n in range(5)], poll_interval=2, timeout=60, batch={"waiting": [7]})
     events = await collect(trigger, clock)
 
     assert len(events) == 1
@@ -126,6 +127,7 @@ async def test_one_event_with_every_outcome_in_order(gateway: respx.MockRouter, 
     json.dumps(event)
     assert event["status"] == "done"
     assert event["request_ids"] == [rid(n) for n in range(5)]
+    assert event["batch"] == {"waiting": [7]}  # handed back as given
     outcomes = [ItemOutcome.from_wire(data) for data in event["results"]]
     assert [o.outcome for o in outcomes] == [
         Outcome.COMPLETED,
