@@ -36,6 +36,16 @@ CONNECTION_TYPE: dict[str, Any] = {
                 "HTTPS_PROXY, ALL_PROXY and NO_PROXY from the environment apply, as in httpx."
             ),
         },
+        "max_polls_per_second": {
+            "label": "Max status polls per second",
+            "schema": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 10000},
+            "description": (
+                "Empty (the default): no cap; a triggerer polls as often as its waiting tasks ask, starting "
+                "at 20 calls/s and speeding up, learns the gateway's limit from its 429 answers and keeps "
+                "90 % of it, leaving room for submits. A number (up to 10000): a hard cap on the status "
+                "calls one triggerer sends a second on this connection."
+            ),
+        },
     },
     "ui-field-behaviour": {
         # Port stays: optional, but a connection without one trips the Test button of Airflow 3.3.2's UI.

@@ -97,3 +97,24 @@ def test_a_proxy_password_is_masked_where_airflow_shows_the_connection() -> None
     assert "s3cr3t-proxy-pass" not in shown
     assert "the-api-key" not in shown
     assert json.loads(json.loads(shown)["extra"]) == {"proxy": "***", "timeout": 30}
+
+
+def test_connection_form_declares_max_polls_per_second_as_the_hook_reads_it() -> None:
+    """Left empty the extra means no cap (issue 17); a number is a hard cap, as the description says."""
+    from airflow.sdk import Connection
+
+    from airflow_provider_pixazo.hooks._settings import settings_from_connection
+
+    (conn,) = INFO["connection-types"]
+    field = conn["conn-fields"]["max_polls_per_second"]
+    assert field["schema"]["type"] == ["number", "null"]
+    assert field["schema"]["maximum"] == 10000
+    assert "no cap" in field["description"]
+    assert "hard cap" in field["description"]
+    for extra, cap in [({"max_polls_per_second": None}, None), ({"max_polls_per_second": ""}, None), ({}, None)]:
+        settings = settings_from_connection(
+            Connection(conn_id="form", conn_type="pixazo", password="k", extra=json.dumps(extra))
+        )
+        assert settings.max_polls_per_second is cap
+    capped = Connection(conn_id="form", conn_type="pixazo", password="k", extra='{"max_polls_per_second": 50}')
+    assert settings_from_connection(capped).max_polls_per_second == 50.0
