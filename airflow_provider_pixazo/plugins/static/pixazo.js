@@ -241,15 +241,18 @@
     if (/^[0-9]{1,6}$/.test(hash.get("page") || "")) state.page = Math.max(1, Number(hash.get("page")));
     state.incomplete = hash.get("incomplete") === "1";
 
-    const title = el("h1", {}, "Batch");
+    // Every mapped instance of the task, when the UI opened the tab without a map index: one section each.
+    const name = task.map_index >= 0 ? `Batch [${task.map_index}]` : "Batch";
+    const filterId = task.map_index >= 0 ? `batch-incomplete-${task.map_index}` : "batch-incomplete";
+    const title = el("h1", {}, name);
     const counts = el("div", { class: "counts-holder" });
-    const filter = el("input", { type: "checkbox", id: "batch-incomplete" });
+    const filter = el("input", { type: "checkbox", id: filterId });
     filter.checked = state.incomplete;
     const prev = el("button", { type: "button", class: "prev" }, "‹ Previous");
     const next = el("button", { type: "button", class: "next" }, "Next ›");
     const where = el("span", { class: "page-of", "aria-live": "polite" });
     const controls = el("div", { class: "pager" },
-      el("label", { for: "batch-incomplete" }, filter, " Not completed only"), prev, where, next);
+      el("label", { for: filterId }, filter, " Not completed only"), prev, where, next);
     const grid = el("div", { class: "grid gallery batch-grid" });
     const note = el("div", { class: "batch-note" });
     section.append(title, counts, controls, note, grid);
@@ -275,7 +278,7 @@
           }
           const page = await response.json();
           if (ticket !== latest) return;
-          title.textContent = `Batch — ${page.total} item${page.total === 1 ? "" : "s"}`;
+          title.textContent = `${name} — ${page.total} item${page.total === 1 ? "" : "s"}`;
           counts.replaceChildren(countsBar(page.counts));
           where.textContent = `Page ${page.page} of ${page.pages} (${page.matching} ` +
             `${state.incomplete ? "not completed" : "items"})`;
