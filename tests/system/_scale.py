@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.system._stack import AirflowSystem, start_system
 
 SCALE_DAGS = Path(__file__).resolve().parent / "dags"
@@ -61,23 +63,45 @@ def scale_deployment(
         system.emulator.processing_seconds = processing_seconds
 
         def parsed() -> bool:
-            return any(dag["dag_id"] == DAG_ID for dag in system.api("GET", "/dags")["dags"])
+            return any(dag["dag_id"] == DAG_ID for dag in _api(system, "GET", "/dags")["dags"])
 
         system.wait_for("the scale DAG to be parsed", parsed, timeout=180)
-        errors = system.api("GET", "/importErrors")
+        errors = _api(system, "GET", "/importErrors")
         assert errors["total_entries"] == 0, errors
         # What the example's docstring tells a new user to create once.
-        system.api("POST", "/pools", json={"name": "pixazo", "slots": 4, "description": "Pixazo submits"})
-        system.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+        _api(system, "POST", "/pools", json={"name": "pixazo", "slots": 4, "description": "Pixazo submits"})
+        _api(system, "PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
         yield system
     finally:
         systems.close()
 
 
+def _api(system: AirflowSystem, method: str, path: str, **kwargs: Any) -> Any:
+    """``system.api`` that waits out an api-server too busy to answer in 30 s (a loaded 2-core machine)."""
+    for _ in range(9):
+        try:
+            return system.api(method, path, **kwargs)
+        except httpx.TransportError:
+            time.sleep(2)
+    return system.api(method, path, **kwargs)
+
+
+def _trigger(system: AirflowSystem, run_id: str) -> None:
+    try:
+        system.api("POST", f"/dags/{DAG_ID}/dagRuns", json={"dag_run_id": run_id, "logical_date": None})
+    except httpx.TransportError:
+        # The POST may have been applied before the answer timed out: trigger again only if it was not.
+        try:
+            _api(system, "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")
+        except AssertionError:
+            _trigger(system, run_id)
+
+
 def _task_instances(system: AirflowSystem, run_id: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     while True:
-        page = system.api(
+        page = _api(
+            system,
             "GET",
             f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances",
             params={"limit": 100, "offset": len(found), "order_by": "id"},
@@ -101,10 +125,13 @@ def run_scale(system: AirflowSystem, run_id: str, n: int, timeout: float) -> Sca
     calls0 = len(system.emulator.calls)
     images0 = set(system.images.rglob("*.png"))
     started = time.monotonic()
-    system.api("POST", f"/dags/{DAG_ID}/dagRuns", json={"dag_run_id": run_id, "logical_date": None})
+    _trigger(system, run_id)
 
     def ended() -> str | None:
-        state = str(system.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"])
+        try:
+            state = str(system.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"])
+        except httpx.TransportError:
+            return None  # the api-server is busy: ask again
         return state if state in ("success", "failed") else None
 
     state = system.wait_for(f"run {run_id} to end", ended, timeout=timeout, interval=2.0)
