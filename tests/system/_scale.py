@@ -57,7 +57,8 @@ def scale_deployment(
     """A deployment running the scale DAG over ``n`` prompts, parsed, unpaused, with the example's pool."""
     extra = {"PIXAZO_SCALE_PROMPTS": str(n), "PIXAZO_SCALE_POKE_INTERVAL": str(poke_interval)}
     workdir.mkdir(parents=True, exist_ok=True)
-    systems = start_system(workdir, migrated_db, dags_folder=SCALE_DAGS, extra_env=extra)
+    # A loaded machine (other suites side by side) can take minutes to bring five processes up.
+    systems = start_system(workdir, migrated_db, dags_folder=SCALE_DAGS, extra_env=extra, health_timeout=300)
     system = next(systems)
     try:
         system.emulator.processing_seconds = processing_seconds
@@ -65,7 +66,7 @@ def scale_deployment(
         def parsed() -> bool:
             return any(dag["dag_id"] == DAG_ID for dag in _api(system, "GET", "/dags")["dags"])
 
-        system.wait_for("the scale DAG to be parsed", parsed, timeout=180)
+        system.wait_for("the scale DAG to be parsed", parsed, timeout=300)
         errors = _api(system, "GET", "/importErrors")
         assert errors["total_entries"] == 0, errors
         # What the example's docstring tells a new user to create once.

@@ -218,13 +218,15 @@ def start_system(
     *,
     dags_folder: Path = EXAMPLE_DAGS,
     extra_env: dict[str, str] | None = None,
+    health_timeout: float = 120,
 ) -> Iterator[AirflowSystem]:
     """
     Emulator + a copy of the migrated sqlite DB ``migrated_db`` + api-server, scheduler, dag-processor,
     triggerer; all stopped after.
 
     ``dags_folder`` (the example DAGs by default) and ``extra_env`` (added to every process's
-    environment) let the scale test and benchmark run their own DAG file on the same deployment.
+    environment) let the scale test and benchmark run their own DAG file on the same deployment;
+    ``health_timeout`` is how long every component may take to report healthy.
     """
     from airflow_provider_pixazo.testing.emulator import PixazoEmulator
 
@@ -255,7 +257,7 @@ def start_system(
                 for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
             )
 
-        system.wait_for("every component healthy", healthy, timeout=120)
+        system.wait_for("every component healthy", healthy, timeout=health_timeout)
         sys.stderr.write(f"\n[system] deployment up in {time.monotonic() - started:.1f}s (logs: {logs})\n")
         yield system
     finally:
