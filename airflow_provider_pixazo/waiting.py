@@ -2,20 +2,29 @@
 The settings of a wait, read and checked the same way by the operators, the sensor and the trigger.
 
 ``deferrable`` defaults to Airflow's ``[operators] default_deferrable``, read when the task is made;
-every duration is a finite number of seconds (or a ``timedelta``). Not here: the waiting itself
-(the trigger polls, the operators and the sensor defer to it or poll in the worker).
+every duration is a finite number of seconds (or a ``timedelta``); :func:`end_in_trigger_link_keys`
+decides whether a deferred task may end in the triggerer. Not here: the waiting itself (the trigger
+polls, the operators and the sensor defer to it or poll in the worker).
 Light to import: the triggerer loads it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from airflow_provider_pixazo.exceptions import PixazoValidationError
 
-__all__ = ["DEFAULT_MAX_POLL_INTERVAL", "default_deferrable", "non_negative_seconds", "positive_seconds"]
+__all__ = [
+    "DEFAULT_MAX_POLL_INTERVAL",
+    "default_deferrable",
+    "end_from_trigger_choice",
+    "end_in_trigger_link_keys",
+    "non_negative_seconds",
+    "positive_seconds",
+]
 
 #: While deferred, the poll interval grows by a quarter after each unchanged poll, up to this.
 DEFAULT_MAX_POLL_INTERVAL = 60.0
@@ -26,6 +35,55 @@ def default_deferrable() -> bool:
     from airflow.sdk.configuration import conf
 
     return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
+
+
+def end_from_trigger_choice(value: Any) -> bool | None:
+    """
+    ``end_from_trigger`` as given: True, False or None (the default: when Airflow allows it).
+
+    :raises PixazoValidationError: for anything else.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    raise PixazoValidationError("end_from_trigger", value, "True, False or None (end in the triggerer when allowed)")
+
+
+def end_in_trigger_link_keys(task: Any, own_execute_complete: Callable[..., Any]) -> dict[str, int] | None:
+    """
+    The image links' XCom keys when ``task``'s trigger may end it on success, else None (resume on a worker).
+
+    It may unless ``task.end_from_trigger`` is False, a subclass overrides ``execute_complete``
+    (``own_execute_complete`` is the provider's) or adds links the trigger cannot resolve, or — with
+    ``end_from_trigger`` left None — a listener is registered: Airflow tells listeners (OpenLineage
+    and other plugins) nothing of a task that ends in the triggerer, which is why its DAG parser
+    refuses ``end_from_trigger=True`` beside them, so such a task resumes on a worker where they hear of it.
+
+    :param task: the sensor or submit operator about to defer.
+    :param own_execute_complete: the provider's ``execute_complete`` of the task's class family.
+    """
+    from airflow_provider_pixazo.links.pixazo import image_link_keys
+
+    choice = task.end_from_trigger
+    if choice is False:
+        return None
+    reason = None
+    keys = image_link_keys(task.operator_extra_links)
+    if type(task).execute_complete is not own_execute_complete:
+        reason = "execute_complete is overridden"
+    elif keys is None:
+        reason = "links other than Pixazo images are set"
+    elif choice is None and _has_listeners():
+        reason = "listeners are registered (Airflow tells them nothing of a task ending in the triggerer)"
+    if reason is not None:
+        task.log.info("The task resumes on a worker after the wait: %s", reason)
+        return None
+    return keys
+
+
+def _has_listeners() -> bool:
+    from airflow.sdk.listener import get_listener_manager
+
+    return bool(get_listener_manager().has_listeners)
 
 
 def positive_seconds(name: str, value: Any) -> float:

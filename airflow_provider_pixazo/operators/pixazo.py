@@ -36,11 +36,17 @@ from airflow_provider_pixazo.exceptions import (
     PixazoTimeoutError,
     PixazoValidationError,
 )
-from airflow_provider_pixazo.links.pixazo import image_link_keys, image_links, persist_media_urls
+from airflow_provider_pixazo.links.pixazo import image_links, persist_media_urls
 from airflow_provider_pixazo.models import DEFAULT_MODEL, SubmitRequest, build_edit_request, build_generate_request
 from airflow_provider_pixazo.options import IMAGE_OPTIONS, document_options, rendered_options
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus
-from airflow_provider_pixazo.waiting import DEFAULT_MAX_POLL_INTERVAL, default_deferrable, positive_seconds
+from airflow_provider_pixazo.waiting import (
+    DEFAULT_MAX_POLL_INTERVAL,
+    default_deferrable,
+    end_from_trigger_choice,
+    end_in_trigger_link_keys,
+    positive_seconds,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -98,7 +104,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
         timeout: float | timedelta = 3600.0,
         max_poll_interval: float | timedelta = DEFAULT_MAX_POLL_INTERVAL,
         pixazo_conn_id: str = "pixazo_default",
-        end_from_trigger: bool = True,
+        end_from_trigger: bool | None = None,
         **kwargs: Any,
     ) -> None:
         options = {name: value for name, value in locals().items() if name in IMAGE_OPTIONS}
@@ -116,7 +122,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
         self.timeout = positive_seconds("timeout", timeout)
         self.max_poll_interval = positive_seconds("max_poll_interval", max_poll_interval)
         self.pixazo_conn_id = pixazo_conn_id
-        self.end_from_trigger = end_from_trigger
+        self.end_from_trigger = end_from_trigger_choice(end_from_trigger)
 
     @cached_property
     def hook(self) -> PixazoHook:
@@ -229,20 +235,12 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
 
     def _trigger_link_keys(self) -> dict[str, int] | None:
         """The image links' XCom keys when the trigger may end the task, else None (resume on a worker)."""
-        if not self.end_from_trigger:
-            return None
-        if type(self).execute_complete is not _PixazoSubmitOperator.execute_complete:
-            self.log.info("execute_complete is overridden: the task resumes on a worker after the wait")
-            return None
         if self.durable and HAS_TASK_STATE_STORE and _clears_task_state_on_success():
             # The API server clears the task state store when a worker reports success; a task ended
             # in the triggerer never reports, so it resumes on a worker to keep that promise.
             self.log.info("[state_store] clear_on_success is set: the task resumes on a worker after the wait")
             return None
-        keys = image_link_keys(self.operator_extra_links)
-        if keys is None:
-            self.log.info("Links other than Pixazo images are set: the task resumes on a worker after the wait")
-        return keys
+        return end_in_trigger_link_keys(self, _PixazoSubmitOperator.execute_complete)
 
     def _close_hook(self) -> None:
         if "hook" in self.__dict__:
@@ -303,10 +301,11 @@ class PixazoGenerateImageOperator(_PixazoSubmitOperator):
     :param max_poll_interval: when deferred, the poll interval grows by a quarter after each unchanged
         poll, up to this many seconds (default 60).
     :param pixazo_conn_id: the Pixazo connection (templated).
-    :param end_from_trigger: with ``wait_for_completion=True, deferrable=True``, let the trigger end
-        the task when the request COMPLETED, pushing the same XComs and links (default True). False
-        resumes the task on a worker to run ``execute_complete``; a subclass that overrides it, or
-        adds links other than the image ones, is resumed on a worker whatever this says.
+    :param end_from_trigger: with ``wait_for_completion=True, deferrable=True``, whether the trigger
+        ends the task when the request COMPLETED, pushing the same XComs and links. None (default):
+        it does unless a listener (OpenLineage...) is registered, which Airflow would not tell of the
+        task's end. True: it does (Airflow refuses the DAG beside listeners). False: the task resumes
+        on a worker to run ``execute_complete``, as does a subclass that overrides it or adds other links.
     :param durable: keep the request id in the task state store so a retried try does not pay twice
         (default True; Airflow >= 3.3).
     """

@@ -16,9 +16,15 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_pixazo.events import TaskReturn, publish_result, result_from_event
 from airflow_provider_pixazo.exceptions import PixazoError
-from airflow_provider_pixazo.links.pixazo import image_link_keys, image_links, persist_media_urls
+from airflow_provider_pixazo.links.pixazo import image_links, persist_media_urls
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus, validate_request_id
-from airflow_provider_pixazo.waiting import DEFAULT_MAX_POLL_INTERVAL, default_deferrable, positive_seconds
+from airflow_provider_pixazo.waiting import (
+    DEFAULT_MAX_POLL_INTERVAL,
+    default_deferrable,
+    end_from_trigger_choice,
+    end_in_trigger_link_keys,
+    positive_seconds,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -54,10 +60,12 @@ class PixazoRequestSensor(BaseSensorOperator):
     :param timeout: seconds to wait before failing with a timeout; the request may still finish later.
     :param max_poll_interval: in deferrable mode, the poll interval grows by a quarter after each
         unchanged poll, up to this many seconds (default 60).
-    :param end_from_trigger: in deferrable mode, let the trigger end the task when the request
-        COMPLETED (default True). False resumes the task on a worker to run ``execute_complete``
-        (a subclass that overrides ``execute_complete``, or adds links other than the image ones,
-        is resumed on a worker whatever this says: its code must run).
+    :param end_from_trigger: in deferrable mode, whether the trigger ends the task when the request
+        COMPLETED, as Airflow's own time sensors take it. None (default): it does unless a listener
+        (OpenLineage...) is registered, which Airflow would not tell of the task's end. True: it does
+        (Airflow refuses the DAG if listeners are registered). False: the task resumes on a worker to
+        run ``execute_complete``. A subclass that overrides ``execute_complete``, or adds links other
+        than the image ones, resumes on a worker whatever this says: its code must run.
     """
 
     template_fields: Sequence[str] = ("request_id", "pixazo_conn_id")
@@ -73,7 +81,7 @@ class PixazoRequestSensor(BaseSensorOperator):
         poke_interval: float = 10,
         timeout: float = 3600,
         max_poll_interval: float | timedelta = DEFAULT_MAX_POLL_INTERVAL,
-        end_from_trigger: bool = True,
+        end_from_trigger: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
@@ -81,7 +89,7 @@ class PixazoRequestSensor(BaseSensorOperator):
         self.pixazo_conn_id = pixazo_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.max_poll_interval = positive_seconds("max_poll_interval", max_poll_interval)
-        self.end_from_trigger = end_from_trigger
+        self.end_from_trigger = end_from_trigger_choice(end_from_trigger)
 
     @cached_property
     def hook(self) -> PixazoHook:
@@ -122,7 +130,7 @@ class PixazoRequestSensor(BaseSensorOperator):
         # Imported here: DAG files that only parse this sensor never load the trigger machinery.
         from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
 
-        link_keys = self._trigger_link_keys()
+        link_keys = end_in_trigger_link_keys(self, PixazoRequestSensor.execute_complete)
         self.defer(
             trigger=PixazoRequestTrigger(
                 request_id=self.request_id,
@@ -137,18 +145,6 @@ class PixazoRequestSensor(BaseSensorOperator):
             ),
             method_name="execute_complete",
         )
-
-    def _trigger_link_keys(self) -> dict[str, int] | None:
-        """The image links' XCom keys when the trigger may end the task, else None."""
-        if not self.end_from_trigger:
-            return None
-        if type(self).execute_complete is not PixazoRequestSensor.execute_complete:
-            self.log.info("execute_complete is overridden: the task resumes on a worker after the wait")
-            return None
-        keys = image_link_keys(self.operator_extra_links)
-        if keys is None:
-            self.log.info("Links other than Pixazo images are set: the task resumes on a worker after the wait")
-        return keys
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Check once: done with the result when COMPLETED, raise when FAILED or ERROR, else False."""

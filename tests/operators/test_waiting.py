@@ -23,6 +23,7 @@ from airflow_provider_pixazo.exceptions import (
     PixazoWaitAbortedError,
 )
 from airflow_provider_pixazo.links.pixazo import MEDIA_URLS_XCOM_KEY
+from airflow_provider_pixazo.operators.pixazo import PixazoGenerateImageOperator
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus
 from airflow_provider_pixazo.triggers.pixazo import PixazoRequestTrigger
 from tests.conftest import API_KEY, BASE_URL, FakeTaskStateStore, make_context
@@ -334,3 +335,26 @@ def test_retry_reusing_a_completed_request_does_not_defer(gateway: respx.MockRou
 
     assert gateway.routes[0].call_count == 1  # paid once, for the first try
     assert context["ti"].pushed[RESULT_XCOM_KEY]["status"] == "COMPLETED"
+
+
+@pytest.mark.parametrize(("choice", "ends_there"), [(None, False), (True, True), (False, False)])
+def test_with_listeners_registered_the_default_resumes_on_a_worker(
+    gateway: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, choice: bool | None, ends_there: bool
+) -> None:
+    from airflow_provider_pixazo import waiting
+
+    monkeypatch.setattr(waiting, "_has_listeners", lambda: True)
+    op = generate(wait_for_completion=True, deferrable=True, end_from_trigger=choice)
+    assert deferred_trigger_kwargs(op, gateway)["end_task_on_success"] is ends_there
+    # Airflow's DAG parser refuses a truthy end_from_trigger beside listeners: the default is not.
+    assert op.end_from_trigger is choice
+
+
+class _OwnResume(PixazoGenerateImageOperator):
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> str:
+        return "mine"
+
+
+def test_subclass_with_its_own_execute_complete_resumes_on_a_worker(gateway: respx.MockRouter) -> None:
+    op = _OwnResume(task_id="g", prompt="a fox", wait_for_completion=True, deferrable=True)
+    assert deferred_trigger_kwargs(op, gateway)["end_task_on_success"] is False

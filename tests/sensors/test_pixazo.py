@@ -358,3 +358,27 @@ def test_resumed_by_dag_test_the_success_end_event_publishes_the_result(context:
     assert isinstance(event, TaskSuccessEvent)
     result = make_sensor().execute_complete(context, event.payload)
     assert_result_pushed(context, result)
+
+
+@pytest.mark.parametrize(("choice", "ends_there"), [(None, False), (True, True), (False, False)])
+def test_with_listeners_registered_the_default_resumes_on_a_worker(
+    gateway: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, choice: bool | None, ends_there: bool
+) -> None:
+    # Airflow tells listeners (OpenLineage...) nothing of a task that ends in the triggerer.
+    from airflow_provider_pixazo import waiting
+
+    monkeypatch.setattr(waiting, "_has_listeners", lambda: True)
+    kwargs = deferred_trigger_kwargs(make_sensor(deferrable=True, end_from_trigger=choice), gateway)
+    assert kwargs["end_task_on_success"] is ends_there
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, "True"])
+def test_end_from_trigger_is_checked_when_the_task_is_made(bad: Any) -> None:
+    with pytest.raises(PixazoValidationError, match="end_from_trigger"):
+        make_sensor(end_from_trigger=bad)
+
+
+def test_the_default_passes_airflows_listener_guard() -> None:
+    # Airflow's DAG parser refuses a task whose end_from_trigger is truthy beside listeners: the
+    # default must not be, or every DAG using the sensor would break where OpenLineage is on.
+    assert not make_sensor(deferrable=True).end_from_trigger
