@@ -5,7 +5,9 @@ With no ``max_polls_per_second`` on the connection there is **no ceiling**: the 
 the waits ask for and what the gateway accepts. It starts at :data:`START_RATE` and, while due polls
 are held back by it and no 429 has been seen, doubles every :data:`SLOW_START_DOUBLING` seconds (slow
 start: a thousand waits registered at once reach an unknown gateway as a ramp, not a burst). A rate
-that holds no poll back does not grow, so a quiet loop never builds up a rate it has not tried.
+that holds no poll back does not grow, so a quiet loop never builds up a rate it has not tried; nor
+does one above :data:`DELIVERY_GAIN` times the answers coming back, so a slow answer (a loaded
+gateway, a starved loop, 429s still on their way) holds the ramp instead of feeding it.
 
 A 429 pauses the whole loop once for its ``Retry-After`` (not once per wait) and cuts the rate to
 :data:`SHARE` of what the gateway accepted since the previous pause or since the rate last held
@@ -27,6 +29,11 @@ __all__ = ["Pacing"]
 START_RATE = 20.0
 #: Seconds per doubling of the rate while polls are held back and no 429 has been seen.
 SLOW_START_DOUBLING = 0.5
+#: The rate grows only while below this many times the answers that came back over the last
+#: DELIVERY_WINDOW to 2 x DELIVERY_WINDOW seconds: growth is clocked by answers, not by the clock alone,
+#: so a slow gateway (or a starved loop) cannot be sent ever more calls before its 429s arrive.
+DELIVERY_GAIN = 3.0
+DELIVERY_WINDOW = 0.5
 #: The rate never drops below this (one poll every 5 s); a 429 pause still stops everything.
 MIN_RATE = 0.2
 #: Share of the accepted rate kept after a 429: the rest of the gateway's allowance is left to the
@@ -59,7 +66,10 @@ class Pacing:
         "_episode_ok",
         "_last_growth",
         "_next_slot",
+        "_prev_answers",
         "_resumed_at",
+        "_win_answers",
+        "_win_start",
         "cap",
         "learned",
         "paused_until",
@@ -82,6 +92,10 @@ class Pacing:
         self._episode_ok = 0
         self._bound = False  # a due poll waited for its slot since the last growth
         self._calm_at = _NEVER  # the last send before which no due poll waited for its slot
+        # Answers that came back in the current and the previous delivery window.
+        self._win_start = _NEVER
+        self._win_answers = 0
+        self._prev_answers = 0
 
     def set_ceiling(self, cap: float | None) -> None:
         """Apply the connection's ``max_polls_per_second`` (None: no cap); the first call starts the rate."""
@@ -117,7 +131,7 @@ class Pacing:
             # its limit (an idle spell before would make it look smaller than it is).
             self._calm_at = now
             self._episode_ok = 0
-        elif self._last_growth > _NEVER:
+        elif self._last_growth > _NEVER and self.rate < max(START_RATE, DELIVERY_GAIN * self._delivered(now)):
             elapsed = min(now - self._last_growth, 1.0)
             if self.learned is None:
                 rate = self.rate * 2.0 ** (elapsed / SLOW_START_DOUBLING)
@@ -127,9 +141,21 @@ class Pacing:
         self._bound = False
         self._last_growth = now
 
-    def accepted(self) -> None:
-        """The gateway took a call: it counts toward the rate it allows."""
+    def accepted(self, now: float) -> None:
+        """The gateway took a call: it counts toward the rate it allows, and clocks the rate's growth."""
         self._episode_ok += 1
+        if now >= self._win_start + DELIVERY_WINDOW:
+            recent = now < self._win_start + 2 * DELIVERY_WINDOW
+            self._prev_answers = self._win_answers if recent else 0
+            self._win_start = now
+            self._win_answers = 0
+        self._win_answers += 1
+
+    def _delivered(self, now: float) -> float:
+        """Answers a second over the last one or two delivery windows (0 before any)."""
+        if now >= self._win_start + 2 * DELIVERY_WINDOW:
+            return 0.0
+        return (self._prev_answers + self._win_answers) / (DELIVERY_WINDOW + max(now - self._win_start, 0.0))
 
     def rate_limited(self, now: float, asked: float | None, sent_at: float) -> float | None:
         """

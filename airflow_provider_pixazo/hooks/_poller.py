@@ -290,7 +290,7 @@ class StatusPoller:
         if code == 429:
             self._rate_limited(wait, answer.to_response(request.as_request()), sent_at)
             return
-        self._pacing.accepted()  # the gateway took this call: it counts toward the rate it allows
+        self._pacing.accepted(self._clock.time())  # the gateway took this call: it counts toward the rate it allows
         if wait.done:
             return
         if 200 <= code < 300:

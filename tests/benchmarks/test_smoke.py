@@ -15,6 +15,7 @@ BENCH = ROOT / "benchmarks"
 
 WAITING_FIGURES = ("cpu_us_per_poll", "conns_per_poll", "rss_bytes_per_trigger", "lag_p99_ms", "polls", "ok")
 RATE_LIMIT_FIGURES = ("calls", "refused", "refused_share", "wall_s", "floor_s", "ok")
+SUBMIT_FIGURES = ("submits_sent", "submits_met_429", "submit_429s_total", "submit_delay_p50_s", "submit_delay_max_s")
 
 
 def _start(script: str, out: Path, *args: str) -> subprocess.Popen[str]:
@@ -40,23 +41,25 @@ def _finish(proc: subprocess.Popen[str], timeout: float) -> str:
     return out
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(330)  # a loaded 2-core machine: mostly interpreters importing Airflow
 def test_benchmarks_produce_their_figures(tmp_path: Path) -> None:
     # All at once: most of the time is interpreters importing Airflow.
     waiting = _start(
-        "waiting_cost.py", tmp_path / "waiting.json", "--n", "20", "--polls", "1", "--min-interval", "0.02"
-    )
+        "waiting_cost.py", tmp_path / "waiting.json",
+        "--n", "20", "--polls", "1", "--min-interval", "0.02", "--ceiling", "none",
+    )  # fmt: skip
     parse = _start(
         "parse_cost.py", tmp_path / "parse.json", "--runs", "1", "--top", "0", "--modules",
         "airflow_provider_pixazo.triggers.pixazo",
     )  # fmt: skip
     rate = _start(
         "rate_limit.py", tmp_path / "rate.json",
-        "--n", "20", "--limit", "20", "--burst", "5", "--polls", "1", "--interval", "0.2", "--timeout", "90",
+        "--n", "20", "--limit", "20", "--burst", "5", "--polls", "1", "--interval", "0.2", "--timeout", "280",
+        "--kinds", "pixazo", "pixazo2", "http", "--submits", "2", "--submit-rate", "4",
     )  # fmt: skip
-    waiting_out = _finish(waiting, 100)
-    parse_out = _finish(parse, 100)
-    rate_out = _finish(rate, 100)
+    waiting_out = _finish(waiting, 300)
+    parse_out = _finish(parse, 300)
+    rate_out = _finish(rate, 300)
 
     rows = json.loads((tmp_path / "waiting.json").read_text())
     assert {r["kind"] for r in rows} == {"pixazo", "http"}
@@ -66,6 +69,7 @@ def test_benchmarks_produce_their_figures(tmp_path: Path) -> None:
         assert row["polls"] > 0
     assert "CPU µs/poll" in waiting_out
     assert "ours ÷ anchor" in waiting_out
+    assert "wall ours ÷ anchor" in waiting_out
 
     (parse_row,) = json.loads((tmp_path / "parse.json").read_text())
     assert parse_row["module"] == "airflow_provider_pixazo.triggers.pixazo"
@@ -73,14 +77,18 @@ def test_benchmarks_produce_their_figures(tmp_path: Path) -> None:
     assert "added import ms" in parse_out
 
     rate_rows = json.loads((tmp_path / "rate.json").read_text())
-    assert [r["kind"] for r in rate_rows] == ["pixazo", "http"]
+    assert [r["kind"] for r in rate_rows] == ["pixazo", "pixazo2", "http"]
     for row in rate_rows:
-        for figure in RATE_LIMIT_FIGURES:
+        for figure in (*RATE_LIMIT_FIGURES, *SUBMIT_FIGURES):
             assert isinstance(row[figure], int | float), figure
         assert row["calls"] >= 40  # two calls per wait at least
-    assert isinstance(rate_rows[0]["learned_rate"], float)
+        assert row["submits_sent"] == 2
+        assert row["ceiling"] is None  # a default connection for ours
+    assert len(rate_rows[0]["learned_rate"]) == 1
+    assert len(rate_rows[1]["learned_rate"]) == 2  # one poller per triggerer
     assert "share 429" in rate_out
     assert "wall ÷ floor" in rate_out
+    assert "met a 429" in rate_out
 
 
 def test_waiting_cost_compares_a_baseline_checkout_side_by_side(tmp_path: Path) -> None:

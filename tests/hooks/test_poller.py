@@ -584,6 +584,27 @@ async def test_without_a_cap_the_rate_ramps_up_to_what_the_waits_ask_and_stops_a
 
 
 @pytest.mark.asyncio
+async def test_a_slow_gateways_answers_clock_the_ramp(clock: VirtualClock, gateway: Gateway) -> None:
+    """Answers 2 s late (a loaded gateway, 429s on their way): the rate grows with what comes back, not the clock."""
+    gateway.latency = 2.0
+    gateway.default_not_yet = 10_000
+    poller = make_poller(clock)
+    waits = [start(poller, rid(i), clock=clock, interval=0.5) for i in range(1000)]
+    rates = []
+    for _ in range(16):
+        await clock.advance(0.5)
+        rates.append(poller.rate)
+
+    assert rates[:4] == [20.0] * 4  # no answer yet: no growth (the clock alone would have made it 320/s)
+    assert max(rates) <= 3 * 250  # answers came back at most ~250/s in the last second: x3 at most
+    for task in waits:
+        task.cancel()
+    await asyncio.gather(*waits, return_exceptions=True)
+    await clock.advance(3)  # the calls in flight come back
+    assert empty(poller)
+
+
+@pytest.mark.asyncio
 async def test_a_rate_that_holds_no_poll_back_does_not_grow(clock: VirtualClock, gateway: Gateway) -> None:
     """A quiet loop builds up no rate it has not tried: a later rush still starts with a ramp."""
     gateway.default_not_yet = 10_000
