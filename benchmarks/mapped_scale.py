@@ -157,6 +157,7 @@ def measure_pipeline(system: Any, run_id: str, n: int, idle_seconds: float, time
             "submits": run.submits,
             "max_submits_per_prompt": run.max_submits_per_prompt,
             "stale_success_logged": run.stale_success,
+            "died_before_report_logged": run.stale_failed,
             "idle_rate_cores": round(rate, 3),
             "deployment_idle_rate_cores": round(tree_rate, 3),
         },
@@ -203,7 +204,8 @@ def _row(m: Measured) -> str:
     if m.kind == "mapped":
         extra = (
             f"state={d['state']} workloads={d['workloads']} failed={d['failed']} submits={d['submits']} "
-            f"(max/prompt {d['max_submits_per_prompt']}) stale-success logged={d['stale_success_logged']}"
+            f"(max/prompt {d['max_submits_per_prompt']}) stale-success logged={d['stale_success_logged']} "
+            f"died-before-report logged={d['died_before_report_logged']}"
         )
     else:
         extra = (

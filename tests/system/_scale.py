@@ -24,6 +24,9 @@ DAG_ID = "pixazo_scale"
 #: What the scheduler logs when it takes a finished deferral's late exit report for an external kill
 #: (the stale-success race: apache/airflow#66374, #67287, #71580, #72716).
 STALE_SUCCESS = "finished with state success, but the task instance's state attribute is queued"
+#: What it logs when a workload died before it could report (e.g. its execution-API calls timed out on
+#: an overloaded machine and the supervisor killed it): a failure, but not the race.
+STALE_FAILED = "finished with state failed, but the task instance's state attribute is queued"
 #: One line per workload the executor ran and reported (a task's first run, or its resume).
 WORKLOAD_DONE = "Received executor event with state"
 TASKS = ("one_image.generate", "one_image.wait", "one_image.store")
@@ -44,6 +47,7 @@ class ScaleRun:
     max_submits_per_prompt: int
     images: list[Path]
     stale_success: int
+    stale_failed: int
 
     @property
     def failed(self) -> int:
@@ -123,6 +127,7 @@ def run_scale(system: AirflowSystem, run_id: str, n: int, timeout: float) -> Sca
     """Trigger one run of the scale DAG, wait until it ends; what it did, counted from the outside."""
     scheduler_log = system.logs / "scheduler.log"
     stale0, workloads0 = _count(scheduler_log, STALE_SUCCESS), _count(scheduler_log, WORKLOAD_DONE)
+    died0 = _count(scheduler_log, STALE_FAILED)
     calls0 = len(system.emulator.calls)
     images0 = set(system.images.rglob("*.png"))
     started = time.monotonic()
@@ -164,4 +169,5 @@ def run_scale(system: AirflowSystem, run_id: str, n: int, timeout: float) -> Sca
         max_submits_per_prompt=max(per_prompt.values(), default=0),
         images=sorted(set(system.images.rglob("*.png")) - images0),
         stale_success=_count(scheduler_log, STALE_SUCCESS) - stale0,
+        stale_failed=_count(scheduler_log, STALE_FAILED) - died0,
     )
