@@ -19,6 +19,7 @@ every item again (and pays again), which :meth:`Ledger.open` logs as a warning.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -118,6 +119,7 @@ class Ledger:
         self._entries: dict[int, Entry] = {}
         self._dirty: set[int] = set()
         self.writes = 0  # calls made to the store's set(), for the log and the tests
+        self.write_seconds = 0.0  # time spent in them (each is a round trip to the API server)
         for item in self._items:
             entry = previous.get(item.key)
             if entry is not None and entry.fingerprint == item.fingerprint:
@@ -182,12 +184,31 @@ class Ledger:
 
     def flush(self) -> int:
         """Write every chunk that changed since the last flush (nothing on Airflow 3.2); return how many."""
+        return self.write(self.take_dirty())
+
+    def take_dirty(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """
+        The chunks that changed, as ``(key, value)`` snapshots to :meth:`write`; empty on Airflow 3.2.
+
+        Taken on the thread that marks entries, so :meth:`write` can run on another one while marking goes on.
+        """
         dirty, self._dirty = sorted(self._dirty), set()
         if self.store is None:
-            return 0
+            return []
+        snapshots = []
         for number in dirty:
             items = self._items[number * CHUNK_SIZE : (number + 1) * CHUNK_SIZE]
             value = [self._entries[item.index].to_json() for item in items if item.index in self._entries]
-            self.store.set(f"{HEADER_KEY}.{number}", value)
+            snapshots.append((f"{HEADER_KEY}.{number}", value))
+        return snapshots
+
+    def write(self, snapshots: Sequence[tuple[str, list[dict[str, Any]]]]) -> int:
+        """Store the snapshots :meth:`take_dirty` made (one call to the API server each); return how many."""
+        if self.store is None or not snapshots:
+            return 0
+        started = time.monotonic()
+        for key, value in snapshots:
+            self.store.set(key, value)
             self.writes += 1
-        return len(dirty)
+        self.write_seconds += time.monotonic() - started
+        return len(snapshots)

@@ -14,7 +14,7 @@ import respx
 
 from airflow_provider_pixazo.batch._items import BatchItem, build_items
 from airflow_provider_pixazo.batch._ledger import HEADER_KEY, EntryState, Ledger
-from airflow_provider_pixazo.batch._submit import submit_all
+from airflow_provider_pixazo.batch._submit import WINDOW, submit_all
 from airflow_provider_pixazo.hooks.pixazo import PixazoHook
 from tests.conftest import BASE_URL, FakeTaskStateStore
 
@@ -42,7 +42,8 @@ def batch(count: int) -> list[BatchItem]:
 
 
 def stored_entry(store: FakeTaskStateStore, key: str) -> dict[str, Any] | None:
-    for chunk in (v for k, v in store.data.items() if k.startswith(f"{HEADER_KEY}.")):
+    snapshot = dict(store.data)  # one C-level copy: the ledger's writer thread may be storing meanwhile
+    for chunk in (v for k, v in snapshot.items() if k.startswith(f"{HEADER_KEY}.")):
         for entry in chunk:
             if entry["k"] == key:
                 return dict(entry)
@@ -55,21 +56,28 @@ def test_each_intent_is_in_the_store_before_its_submit_arrives(gateway: respx.Mo
     ids = itertools.count()
     lock = threading.Lock()
 
+    open_intents: list[int] = []
+
     def answer(request: httpx.Request) -> httpx.Response:
         key = json.loads(request.content)["prompt"].split()[-1]
         with lock:
             seen.append(stored_entry(store, key))
+            snapshot = dict(store.data)
+            chunks = [v for k, v in snapshot.items() if k.startswith(f"{HEADER_KEY}.")]
+            open_intents.append(sum(entry["s"] == "intent" for chunk in chunks for entry in chunk))
             return accepted(f"gpt-image-2_{next(ids)}")
 
     gateway.post(GEN2_URL).mock(side_effect=answer)
-    items = batch(30)
-    _, report = run(items, store)
-    assert report.submitted == 30
-    assert len(seen) == 30
+    items = batch(250)
+    _, report = run(items, store, max_in_flight=4)
+    assert report.submitted == 250
+    assert len(seen) == 250
     assert all(entry is not None and entry["s"] == "intent" for entry in seen)
+    # What a kill would leave uncertain is bounded: in flight, durable and waiting, being written.
+    assert max(open_intents) <= (1 + 2 * WINDOW) * 4
     # Afterwards every item has its request id, durably.
-    assert {stored_entry(store, str(i))["s"] for i in range(30)} == {"submitted"}
-    assert len({stored_entry(store, str(i))["id"] for i in range(30)}) == 30
+    assert {stored_entry(store, str(i))["s"] for i in range(250)} == {"submitted"}
+    assert len({stored_entry(store, str(i))["id"] for i in range(250)}) == 250
 
 
 def test_at_most_max_in_flight_submits_at_once(gateway: respx.MockRouter) -> None:
