@@ -249,7 +249,7 @@ class PixazoBatchGenerateOperator(BaseOperator):
         ledger = Ledger.open(context, items, self.log)
         try:
             to_submit = self._plan(items, ledger)
-            report = submit_all(self.hook.submit, to_submit, ledger, max_in_flight=self.max_in_flight, log=self.log)
+            submit_all(self.hook.submit, to_submit, ledger, max_in_flight=self.max_in_flight, log=self.log)
             waiting, early = self._after_submits(items, ledger)
             if waiting and self.deferrable:
                 from airflow_provider_pixazo.triggers.batch import PixazoBatchTrigger
@@ -267,7 +267,6 @@ class PixazoBatchGenerateOperator(BaseOperator):
                     method_name="execute_complete",
                 )
             outcomes = self._wait_here([request_id for _, request_id in waiting]) if waiting else []
-            del report
             return self._finish(context, items, root, ledger, waiting, outcomes, early)
         finally:
             self._close_hook()

@@ -326,3 +326,19 @@ def test_resuming_with_changed_prompts_is_refused(pixazo_emulator: PixazoEmulato
     event = {"status": "done", "request_ids": trigger.request_ids, "results": [], "batch": trigger.batch}
     with pytest.raises(PixazoValidationError, match="changed while it waited"):
         batch_op(tmp_path, prompts=["b"], deferrable=True).execute_complete(make_context(FakeTaskStateStore()), event)
+
+
+def test_timed_out_items_are_waited_on_again_by_the_retry_not_paid_again(
+    pixazo_emulator: PixazoEmulator, tmp_path: Path
+) -> None:
+    pixazo_emulator.processing_seconds = 1.0
+    store = FakeTaskStateStore()
+    with pytest.raises(PixazoBatchFailedError) as err:
+        batch_op(tmp_path, prompts=["slow a", "slow b"], timeout=0.2).execute(make_context(store))
+    assert err.value.counts["timed_out"] == 2
+    assert [line["status"] for line in manifest_of(tmp_path)] == ["timed_out", "timed_out"]
+    assert "a retry waits on it again" in manifest_of(tmp_path)[0]["error"]
+
+    result = batch_op(tmp_path, prompts=["slow a", "slow b"], timeout=30).execute(make_context(store))
+    assert result["counts"]["completed"] == 2
+    assert pixazo_emulator.submit_count() == 2  # the retry waited on the same two requests
