@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import tempfile
 import time
@@ -32,6 +34,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,8 @@ BATCH_DAGS = ROOT / "tests" / "system" / "batch_dags"
 DAG_ID, TASK_ID = "pixazo_batch_system", "batch"
 #: The issue's bars: wall time within the floor's + 30 s, machine CPU per image at most 0.1 s.
 WALL_MARGIN_S, CPU_PER_IMAGE_S = 30.0, 0.1
+#: Busy share of every core, before the run, above which /proc/stat cannot show what the run adds.
+SATURATED = 0.9
 
 
 @contextmanager
@@ -65,9 +70,7 @@ def batch_deployment(
     extra = {"PIXAZO_BATCH_PROMPTS": str(n)}
     if poll_interval is not None:
         extra["PIXAZO_BATCH_POLL_INTERVAL"] = str(poll_interval)
-    systems = start_system(workdir, migrated_db, dags_folder=BATCH_DAGS, extra_env=extra)
-    system = next(systems)
-    try:
+    with contextmanager(start_system)(workdir, migrated_db, dags_folder=BATCH_DAGS, extra_env=extra) as system:
         system.emulator.processing_seconds = processing_seconds
 
         def parsed() -> bool:
@@ -78,8 +81,6 @@ def batch_deployment(
         assert errors["total_entries"] == 0, errors
         system.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
         yield system
-    finally:
-        systems.close()
 
 
 def run_batch(system: AirflowSystem, run_id: str, n: int, timeout: float) -> dict[str, Any]:
@@ -103,7 +104,9 @@ def run_batch(system: AirflowSystem, run_id: str, n: int, timeout: float) -> dic
     manifest = folder / "manifest.jsonl"
     lines = [json.loads(line) for line in manifest.read_text().splitlines()] if manifest.exists() else []
     ti = system.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}")
+    triggered_at = time.time() - (time.monotonic() - started)
     return {
+        "phases": phases(system.logs / "scheduler.log", run_id, triggered_at),
         "run_id": run_id,
         "state": state,
         "task_state": ti["state"],
@@ -117,6 +120,38 @@ def run_batch(system: AirflowSystem, run_id: str, n: int, timeout: float) -> dic
         "manifest_counts": dict(Counter(line["status"] for line in lines)),
         "manifest_files": sum(len(line["files"]) for line in lines),
     }
+
+
+#: The operator's log lines that open each phase of one try (the task's logs reach the scheduler's output).
+PHASE_MARKS = (
+    ("started", "Batch of "),
+    ("submitted", "Submitted "),
+    ("deferred", "Deferring: waiting"),
+    ("resumed", "Batch of "),
+    ("stored", "Stored "),
+    ("done", "Batch done: "),
+)
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?)")
+
+
+def phases(scheduler_log: Path, run_id: str, triggered_at: float) -> dict[str, float]:
+    """
+    Seconds from the trigger to each phase of the batch task (task started, submits done, deferred, resumed
+    on a worker, images stored, done), from the operator's own log lines: where the wall time goes.
+    """
+    found: dict[str, float] = {}
+    marks = iter(PHASE_MARKS)
+    name, text = next(marks)
+    for line in scheduler_log.read_text(errors="replace").splitlines():
+        if f"run_id={run_id} " not in line or text not in line or not (stamp := _STAMP.match(line)):
+            continue
+        moment = datetime.fromisoformat(stamp.group(1).replace(" ", "T")).replace(tzinfo=UTC)
+        found[name] = round(moment.timestamp() - triggered_at, 1)
+        try:
+            name, text = next(marks)
+        except StopIteration:
+            break
+    return found
 
 
 def measure_batch(system: AirflowSystem, run_id: str, n: int, idle_seconds: float, timeout: float) -> Measured:
@@ -149,7 +184,7 @@ def _row(m: Measured) -> str:
     if m.kind == "batch":
         extra = (
             f"state={d['state']} try={d['try_number']} submits={d['submits']} (max/prompt "
-            f"{d['max_submits_per_prompt']}) manifest {d['manifest_counts']}"
+            f"{d['max_submits_per_prompt']}) manifest {d['manifest_counts']} phases (s from trigger) {d['phases']}"
         )
     else:
         extra = (
@@ -165,13 +200,19 @@ def _row(m: Measured) -> str:
     )
 
 
-def verdicts(batch: Measured, floor: Measured | None) -> dict[str, bool]:
-    """The issue's bars, each checked (printed, never raised: a loaded machine is not a bug)."""
+def verdicts(batch: Measured, floor: Measured | None) -> dict[str, bool | None]:
+    """
+    The issue's bars, each checked (printed, never raised: a loaded machine is not a bug).
+
+    The machine-wide figure is void (``None``) when the machine was already busy on nearly every core
+    before the run: what the run adds is then taken from other people's work, not added to it.
+    """
     d = batch.details
-    checks = {
+    saturated = d["idle_rate_cores"] >= SATURATED * (os.cpu_count() or 1)
+    checks: dict[str, bool | None] = {
         "every image stored": batch.images == batch.n and d["manifest_files"] == batch.n,
         f"{batch.n} submits, none twice": d["submits"] == batch.n and d["max_submits_per_prompt"] == 1,
-        f"machine CPU/image <= {CPU_PER_IMAGE_S}": batch.cpu_per_image <= CPU_PER_IMAGE_S,
+        f"machine CPU/image <= {CPU_PER_IMAGE_S}": None if saturated else batch.cpu_per_image <= CPU_PER_IMAGE_S,
         f"deployment CPU/image <= {CPU_PER_IMAGE_S}": batch.deployment_cpu_per_image <= CPU_PER_IMAGE_S,
     }
     if floor is not None:
@@ -215,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             print(_row(floor), flush=True)
     checks = verdicts(batch, floor)
     for name, ok in checks.items():
-        print(f"[batch] {'PASS' if ok else 'MISS'}: {name}", flush=True)
+        verdict = "VOID (the machine was saturated before the run)" if ok is None else "PASS" if ok else "MISS"
+        print(f"[batch] {verdict}: {name}", flush=True)
     if args.json:
         args.json.write_text(
             json.dumps(

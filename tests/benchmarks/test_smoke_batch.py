@@ -43,6 +43,10 @@ def test_batch_scale_benchmark_produces_its_figures(tmp_path: Path) -> None:
     assert batch["details"]["state"] == "success", batch["details"]
     assert batch["details"]["manifest_lines"] == 3
     assert {"submits", "max_submits_per_prompt", "manifest_counts", "try_number"} <= set(batch["details"])
+    # Where the wall time went, from the operator's own log lines, in order.
+    phases = batch["details"]["phases"]
+    assert list(phases) == ["started", "submitted", "deferred", "resumed", "stored", "done"], phases
+    assert list(phases.values()) == sorted(phases.values()), phases
     assert {"client_cpu_s", "status_calls", "submits"} <= set(floor["details"])
     # Each bar is reported, whatever its outcome: a busy machine moves the numbers, not the report.
     assert len(verdicts) == 6, verdicts
