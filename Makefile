@@ -24,7 +24,7 @@ FLOOR_HOME := $(CURDIR)/.airflow-home/floor
 # The unit tests (hooks, models, retry, ...) run on the pinned newest only: they test our code, not Airflow.
 FLOOR_TESTS ?= tests/example_dags tests/testing tests/triggers tests/transfers tests/test_compat.py
 
-.PHONY: demo test test-newest test-floor lint-ci e2e lint venv venv-floor clean
+.PHONY: demo test test-newest test-floor test-distributed lint-ci e2e lint venv venv-floor clean
 
 venv: $(STAMP)
 
@@ -53,18 +53,29 @@ demo: $(STAMP)
 		--dags-folder $(CURDIR)/example_dags --output $(CURDIR)/.demo/images
 
 ## The whole suite: unit, emulator, dag.test() runs, S3 on a loopback moto server, lint and types.
-## Three jobs side by side (scripts/run-suites.sh prints each one's output whole when it ends, then a
+## Four jobs side by side (scripts/run-suites.sh prints each one's output whole when it ends, then a
 ## summary, and fails naming the job that failed): the pinned newest, the floor (it builds .venv-floor
-## first) and ruff + mypy. They wait on Airflow subprocesses far more than on the CPU, so this takes
-## about as long as the newest alone.
+## first), the distributed deployment (Celery, Redis, PostgreSQL) and ruff + mypy. They wait on Airflow
+## subprocesses far more than on the CPU, so this takes about as long as the newest alone.
+## Redis and PostgreSQL are installed first, before the jobs start, so their apt run never meets the
+## browser's (test-newest) on apt's lock.
 test: $(STAMP)
-	@MAKE="$(MAKE)" sh scripts/run-suites.sh test-newest test-floor lint-ci
+	@if [ -n "$$CI" ]; then sh scripts/install-services.sh; fi
+	@MAKE="$(MAKE)" sh scripts/run-suites.sh test-newest test-floor test-distributed lint-ci
 
-## The whole suite on the pinned newest Airflow.
+## The whole suite on the pinned newest Airflow, but the distributed test (its own job, below).
 test-newest: $(STAMP)
 	@# CI (CI=true) installs Debian's Chromium so the browser test runs; elsewhere it skips without one.
 	@if [ -n "$$CI" ]; then sh scripts/install-browser.sh; fi
-	AIRFLOW_HOME=$(TEST_HOME) $(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+	AIRFLOW_HOME=$(TEST_HOME) $(BIN)/python -m pytest -q --durations=15 -m "not distributed" $(PYTEST_ARGS)
+
+## The distributed deployment (tests/distributed): CeleryExecutor with a Redis broker, PostgreSQL, two
+## workers and two triggerers, all started by the test. Installs Debian's redis-server and postgresql
+## first when either is missing (root or sudo; quiet and quick when both are there).
+test-distributed: $(STAMP)
+	@sh scripts/install-services.sh
+	AIRFLOW_HOME=$(TEST_HOME)-distributed $(BIN)/python -m pytest -q -p no:cacheprovider --durations=5 \
+		-m distributed tests/distributed
 
 ## ruff and mypy as CI runs them (`make lint` also checks the formatting).
 lint-ci: $(STAMP)

@@ -7,7 +7,7 @@
 # Why side by side: the suites spend most of their time waiting on Airflow subprocesses and servers,
 # not on the CPU, so on CI's 2 cores they overlap well (see the README's Development section).
 #
-#   sh scripts/run-suites.sh test-newest test-floor lint-ci
+#   sh scripts/run-suites.sh test-newest test-floor test-distributed lint-ci
 set -u
 
 MAKE=${MAKE:-make}
