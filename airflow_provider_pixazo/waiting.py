@@ -53,7 +53,8 @@ def end_in_trigger_link_keys(task: Any, own_execute_complete: Callable[..., Any]
     The image links' XCom keys when ``task``'s trigger may end it on success, else None (resume on a worker).
 
     It may unless ``task.end_from_trigger`` is False, a subclass overrides ``execute_complete``
-    (``own_execute_complete`` is the provider's) or adds links the trigger cannot resolve, or — with
+    (``own_execute_complete`` is the provider's) or adds links the trigger cannot resolve, the task
+    has ``outlets`` (Airflow records asset events only when a worker ends a task), or — with
     ``end_from_trigger`` left None — a listener is registered: Airflow tells listeners (OpenLineage
     and other plugins) nothing of a task that ends in the triggerer, which is why its DAG parser
     refuses ``end_from_trigger=True`` beside them, so such a task resumes on a worker where they hear of it.
@@ -72,6 +73,8 @@ def end_in_trigger_link_keys(task: Any, own_execute_complete: Callable[..., Any]
         reason = "execute_complete is overridden"
     elif keys is None:
         reason = "links other than Pixazo images are set"
+    elif task.outlets:
+        reason = "outlets are set (Airflow records their asset events only when a worker ends the task)"
     elif choice is None and _has_listeners():
         reason = "listeners are registered (Airflow tells them nothing of a task ending in the triggerer)"
     if reason is not None:

@@ -382,3 +382,11 @@ def test_the_default_passes_airflows_listener_guard() -> None:
     # Airflow's DAG parser refuses a task whose end_from_trigger is truthy beside listeners: the
     # default must not be, or every DAG using the sensor would break where OpenLineage is on.
     assert not make_sensor(deferrable=True).end_from_trigger
+
+
+def test_a_sensor_with_outlets_resumes_on_a_worker(gateway: respx.MockRouter) -> None:
+    # Airflow records asset events only when a worker ends the task.
+    from airflow.sdk import Asset
+
+    sensor = make_sensor(deferrable=True, outlets=[Asset(name="images", uri="file:///images")])
+    assert deferred_trigger_kwargs(sensor, gateway)["end_task_on_success"] is False
