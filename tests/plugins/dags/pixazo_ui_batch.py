@@ -11,7 +11,8 @@ The real operator's output is tested beside it once it exists.
 Item 0's key and prompt and item 3's error are hostile HTML; every tenth item from 3 failed, every
 25th from 7 errored, item 5 timed out and item 9 is uncertain; item 11 completed but its image could
 not be stored. Variables: ``pixazo_ui_batch_destination``, ``pixazo_ui_batch_dest_conn_id`` (empty:
-none) and ``pixazo_ui_batch_items``; the mapped task writes 3 and 4 items under ``mapped-<i>``.
+none), ``pixazo_ui_batch_items`` and ``pixazo_ui_batch_image_px`` (the images' width and height, 96 unless
+set: the browser test uses Pixazo's 1024); the mapped task writes 3 and 4 items under ``mapped-<i>``.
 """
 
 from __future__ import annotations
@@ -48,13 +49,16 @@ def outcome_of(index: int) -> tuple[str, str | None]:
 class PixazoBatchGenerateOperator(BaseOperator):
     """Stand-in: writes a batch's images and manifest as the contract describes; no gateway."""
 
-    template_fields = ("destination", "dest_conn_id", "items")
+    template_fields = ("destination", "dest_conn_id", "items", "image_px")
 
-    def __init__(self, *, destination: str, dest_conn_id: str = "", items: Any = 0, **kwargs: Any) -> None:
+    def __init__(
+        self, *, destination: str, dest_conn_id: str = "", items: Any = 0, image_px: Any = 96, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.destination = destination
         self.dest_conn_id = dest_conn_id
         self.items = items
+        self.image_px = image_px
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_pixazo.testing._images import render_image
@@ -63,12 +67,17 @@ class PixazoBatchGenerateOperator(BaseOperator):
         root = resolve_destination(self.destination, self.dest_conn_id or None)
         counts: dict[str, int] = {}
         lines = []
+        # Sixteen pictures, reused: rendering a thousand 1024-px PNGs would take minutes on a busy machine.
+        pictures: dict[int, bytes] = {}
         for index in range(int(self.items)):
             status, error = outcome_of(index)
             files = []
             if status == "completed" and error is None:
                 image = root / "images" / f"{index:05d}" / "0.png"
-                body = render_image(width=96, height=96, fmt="png", index=index, seed=f"batch-{index}")
+                px, picture = int(self.image_px), index % 16
+                if picture not in pictures:
+                    pictures[picture] = render_image(width=px, height=px, fmt="png", index=index, seed=f"b-{picture}")
+                body = pictures[picture]
                 image.parent.mkdir(parents=True, exist_ok=True)
                 image.write_bytes(body)
                 files.append({"uri": uri_of(image), "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
@@ -95,6 +104,7 @@ with DAG("pixazo_ui_batch", schedule=None, catchup=False, tags=["pixazo", "test"
         destination="{{ var.value.pixazo_ui_batch_destination }}",
         dest_conn_id="{{ var.value.get('pixazo_ui_batch_dest_conn_id', '') }}",
         items="{{ var.value.pixazo_ui_batch_items }}",
+        image_px="{{ var.value.get('pixazo_ui_batch_image_px', 96) }}",
     )
     PixazoBatchGenerateOperator.partial(
         task_id="mapped_batch",
