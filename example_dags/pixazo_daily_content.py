@@ -2,8 +2,13 @@
 Daily content: a list of prompts becomes images in object storage every day.
 
 Per prompt (a mapped task group, so each prompt moves on as soon as it is ready):
-generate (submit, capped by the ``pixazo`` pool) -> wait (deferrable sensor, no worker slot held)
--> store (stream the images into ``destination``, emitting an asset event).
+generate (submit, capped by the ``pixazo`` pool) -> wait (deferrable sensor, no worker slot held; when
+the images are ready the triggerer ends it, no worker resumes it) -> store (stream the images into
+``destination``, emitting an asset event).
+
+The wait and the store retry twice, 10 s apart: they cost nothing (a status read, a download), and
+Airflow can still fail a healthy task instance now and then (its "finished with state success, but
+the task instance's state attribute is queued" race, apache/airflow#66374, #67287, #71580, #72716).
 
 Run it with ``{"model": "gpt-image-1.5"}`` as the run's conf to use GPT Image 1.5 instead of 2.
 Set the Airflow Variable ``pixazo_destination`` to any ``ObjectStoragePath`` URI (``s3://bucket/x``
@@ -13,6 +18,8 @@ Create the pool once: ``airflow pools set pixazo 4 "Pixazo submits"`` — it bou
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pendulum
 from airflow.sdk import DAG, Asset, Param, task_group
@@ -54,6 +61,7 @@ with DAG(
             quality="low",
             output_format="png",
             pool="pixazo",
+            # A retry reuses the request an earlier try paid for (Airflow >= 3.3): no second charge.
             retries=2,
         )
         wait = PixazoRequestSensor(
@@ -62,6 +70,9 @@ with DAG(
             deferrable=True,
             poke_interval=5,
             timeout=1800,
+            # Free to retry (status reads only): rides out Airflow's stale-success race (module doc).
+            retries=2,
+            retry_delay=timedelta(seconds=10),
         )
         store = PixazoToObjectStorageOperator(
             task_id="store",
@@ -70,6 +81,9 @@ with DAG(
             dest_conn_id="{{ var.value.get('pixazo_destination_conn_id', '') or None }}",
             provenance={"prompt": prompt, "model": "{{ params.model }}", "size": "1024x1024", "quality": "low"},
             outlets=[DAILY_IMAGES],
+            # Free to retry (downloads only; a file already written identically is kept as it is).
+            retries=2,
+            retry_delay=timedelta(seconds=10),
         )
         generate >> wait >> store
 

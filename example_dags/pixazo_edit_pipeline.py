@@ -5,6 +5,9 @@ generate_base (waits in the triggerer) -> store_base (local copy) -> make_mask -
 stored file and the mask as data URIs; white mask pixels are edited) -> store_edit.
 
 Both images go under the Variable ``pixazo_destination`` (default ``file:///tmp/pixazo-images``).
+Every task retries twice, 10 s apart, as the daily example explains: Airflow can fail a healthy task
+now and then (apache/airflow#66374), and no retry pays twice: the submits reuse the request an
+earlier try paid for (Airflow >= 3.3), the stores keep files already written.
 The stores and the edit use no storage connection (no ``dest_conn_id``, no ``images_conn_id``), so
 this example is for local disk only; see ``pixazo_daily_content`` for a named storage connection.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from datetime import timedelta
 
 import pendulum
 from airflow.sdk import DAG, task
@@ -46,6 +50,7 @@ with DAG(
     catchup=False,
     tags=["pixazo", "example"],
     doc_md=__doc__,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
 ) as dag:
     generate_base = PixazoGenerateImageOperator(
         task_id="generate_base",

@@ -34,6 +34,22 @@ def test_every_example_dag_parses(dagbag: Any) -> None:
     assert set(EXAMPLES) <= set(dagbag.dag_ids)
 
 
+def test_every_wait_and_transfer_retries(dagbag: Any) -> None:
+    """They cost nothing to retry, and Airflow can fail a healthy one (apache/airflow#66374): see the README."""
+    from airflow_provider_pixazo.sensors.pixazo import PixazoRequestSensor
+    from airflow_provider_pixazo.transfers.pixazo_to_object_storage import PixazoToObjectStorageOperator
+
+    checked = []
+    for dag_id in EXAMPLES:
+        for task in dagbag.get_dag(dag_id).tasks:
+            waits = getattr(task, "wait_for_completion", False)
+            if waits or isinstance(task, PixazoRequestSensor | PixazoToObjectStorageOperator):
+                assert task.retries >= 2, f"{dag_id}.{task.task_id}"
+                checked.append(task.task_id)
+    # daily: wait, store; edit: generate_base, store_base, edit, store_edit; one task.
+    assert len(checked) == 7, checked
+
+
 @pytest.mark.parametrize("model", ["gpt-image-2", "gpt-image-1.5"])
 def test_daily_content_runs_end_to_end(run_dag: Any, pixazo_emulator: PixazoEmulator, model: str) -> None:
     dag_run = run_dag("pixazo_daily_content", run_conf={"model": model})
