@@ -21,6 +21,7 @@ Configurations (each runs in the suite: ``tests/example_dags/test_batch_catalog.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -85,7 +86,11 @@ with DAG(
         deferrable=True,
         poll_interval=5,
         timeout=3600,
+        # A retry pays only for the items that ended FAILED or ERROR; it reuses every other request an
+        # earlier try made (the task state store, Airflow >= 3.3), so retrying soon is cheap. It also rides
+        # out Airflow's stale-success race (apache/airflow#66374).
         retries=2,
+        retry_delay=timedelta(seconds=10),
         outlets=[CATALOG_IMAGES],
     )
 
