@@ -147,10 +147,13 @@ def build_items(
     Validate every raw item into a :class:`BatchItem`; nothing is sent.
 
     :param defaults: the operator's image options, for every item that does not override them.
-    :raises PixazoValidationError: for the first invalid item (every invalid one is logged first),
-        naming it as ``prompts[<index>]`` (and its key), the parameter, the value and what is allowed;
-        also for duplicate keys.
+    :raises PixazoValidationError: for an invalid operator-level ``model``, option or ``extra_params``
+        (named as the operator's parameter, once, not once per item); for the first invalid item (every
+        invalid one is logged first), naming it as ``prompts[<index>]`` (and its key), the parameter, the
+        value and what is allowed; also for duplicate keys.
     """
+    # The operator's own arguments first: a bad default is one error, not a thousand.
+    build_generate_request("operator defaults", model=model, extra_params=extra_params, **_given(defaults))
     items: list[BatchItem] = []
     errors: list[PixazoValidationError] = []
     seen: dict[str, int] = {}
@@ -252,6 +255,10 @@ def _build_item(
         images=int(options.get("n") or 1),
         fingerprint=hashlib.sha256(canonical.encode()).hexdigest()[:16],
     )
+
+
+def _given(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _coerce(name, value) for name, value in options.items() if name in IMAGE_OPTIONS}
 
 
 def _keys_of(record: Any) -> Sequence[str]:

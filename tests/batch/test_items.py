@@ -59,7 +59,9 @@ def test_fingerprint_changes_with_the_request_only() -> None:
         (["x", {"prompt": "y", "key": "0"}], {}, "prompts[1].key", "prompts[0] has it too"),
         ([{"prompt": "x", "background": "transparent"}], {}, "prompts[0].background", "gpt-image-2 has no"),
         ([{"prompt": "x", "n": 11}], {}, "prompts[0].n", "an integer from 1 to 10"),
-        (["x"], {"model": "dall-e"}, "prompts[0].model", "known models"),
+        (["x"], {"model": "dall-e"}, "model", "known models"),
+        (["x", "y"], {"quality": "ultra"}, "quality", "one of low"),
+        ([{"prompt": "x", "size": "auto"}], {"size": "7x7"}, "size", "custom WIDTHxHEIGHT"),
     ],
 )
 def test_an_invalid_item_is_named_with_the_parameter_value_and_rule(
