@@ -38,6 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -90,7 +92,10 @@ def run_batch(system: AirflowSystem, run_id: str, n: int, timeout: float) -> dic
     system.api("POST", f"/dags/{DAG_ID}/dagRuns", json={"dag_run_id": run_id, "logical_date": None})
 
     def ended() -> str | None:
-        state = str(system.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"])
+        try:
+            state = str(system.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"])
+        except httpx.TransportError:  # an api-server starved by the machine's load: ask again next time
+            return None
         return state if state in ("success", "failed") else None
 
     state = system.wait_for(f"run {run_id} to end", ended, timeout=timeout, interval=1.0)
