@@ -10,9 +10,11 @@ after. Each ledger write is a round trip from the worker to the API server (66-7
 under ``dag.test()`` on a 2-core machine at load 20-28), so writes are pipelined and coalesced: one
 writer thread keeps the intents of up to :data:`WINDOW` x ``max_in_flight`` upcoming items durable
 ahead of the senders, and each write carries every id and intent gathered while the previous one was in
-flight (usually one 100-item key). The submits wait for a write only when the writer falls a whole
-window behind. A killed try leaves at most ``(1 + 2 * WINDOW) * max_in_flight`` items ``uncertain``
-(in flight, durable and waiting, being written): the price of not paying twice.
+flight (usually one key); ids alone never take a write the senders are waiting for. Measured for 1 000
+items, ``max_in_flight=8``, against the emulator at load 38: a 70 ms store, 79 writes and 6.3 s; a
+10 ms store, 124 writes and 2.8 s; an instant one, 2.6 s. A killed try leaves at most
+``(1 + 2 * WINDOW) * max_in_flight`` items ``uncertain`` (in flight, durable and waiting, being
+written): the price of never paying twice.
 Not here: choosing which items to submit (the operator reads the ledger), waiting, storing.
 """
 
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["PROGRESS_EVERY", "WINDOW", "SubmitReport", "submit_all"]
 
 #: Intents kept durable ahead of the senders, in multiples of ``max_in_flight``: items per ledger write.
-WINDOW = 2
+WINDOW = 3
 #: Seconds between two progress lines (also one every tenth of the items).
 PROGRESS_EVERY = 30.0
 # Refused submits after which nothing else can succeed: the key, the wallet, the TLS set-up.
@@ -108,7 +110,9 @@ def submit_all(
                 writing = [pending.popleft() for _ in range(min(max(room, 0), len(pending)))]
                 for item in writing:
                     ledger.mark(item, EntryState.INTENT)
-                snapshots = ledger.take_dirty()
+                # Ids alone wait for the next intents (or the end): a write that carries no intent
+                # would only delay the one the senders need.
+                snapshots = ledger.take_dirty() if writing or not pending or report.stopped_by else []
                 if snapshots:
                     write = writer.submit(ledger.write, snapshots)
                 else:  # nothing to make durable (Airflow 3.2: no store): the intents are ready as they are

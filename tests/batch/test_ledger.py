@@ -20,18 +20,19 @@ def batch(count: int, prefix: str = "prompt") -> list:
 
 def test_entries_round_trip_through_the_store_by_key() -> None:
     store = FakeTaskStateStore()
-    items = batch(250)
+    items = batch(2 * CHUNK_SIZE + 50)
+    middle, last = CHUNK_SIZE + 20, 2 * CHUNK_SIZE + 49
     ledger = Ledger.open({"task_state_store": store}, items, log)
     ledger.mark(items[0], EntryState.INTENT)
-    ledger.mark(items[120], EntryState.SUBMITTED, request_id="gpt-image-2_a")
-    ledger.mark(items[249], EntryState.REFUSED, error="HTTP 400")
+    ledger.mark(items[middle], EntryState.SUBMITTED, request_id="gpt-image-2_a")
+    ledger.mark(items[last], EntryState.REFUSED, error="HTTP 400")
     assert ledger.flush() == 3  # three chunks changed
     assert store.data[HEADER_KEY] == {"v": 1, "chunks": 3}
 
     again = Ledger.open({"task_state_store": store}, items, log)
     assert again.get(0).state is EntryState.INTENT
-    assert (again.get(120).state, again.get(120).request_id) == (EntryState.SUBMITTED, "gpt-image-2_a")
-    assert (again.get(249).state, again.get(249).error) == (EntryState.REFUSED, "HTTP 400")
+    assert (again.get(middle).state, again.get(middle).request_id) == (EntryState.SUBMITTED, "gpt-image-2_a")
+    assert (again.get(last).state, again.get(last).error) == (EntryState.REFUSED, "HTTP 400")
     assert again.get(1) is None
 
 
@@ -40,13 +41,18 @@ def test_a_flush_writes_only_the_chunks_that_changed() -> None:
     items = batch(1000)
     ledger = Ledger.open({"task_state_store": store}, items, log)
     writes = ledger.writes
+    request_id = "gpt-image-2_019d0000-aaaa-bbbb-cccc-000000000001"
     for item in items[:CHUNK_SIZE]:
-        ledger.mark(item, EntryState.SUBMITTED, request_id=f"gpt-image-2_{item.index}")
+        ledger.mark(item, EntryState.SUBMITTED, request_id=request_id)
     assert ledger.flush() == 1
     assert ledger.flush() == 0
     assert ledger.writes == writes + 1
-    # A full chunk of 100 entries stays well under the store's 64 KB per value.
-    assert len(json.dumps(store.data[f"{HEADER_KEY}.0"])) < 16_000
+    assert len(json.dumps(store.data[f"{HEADER_KEY}.0"])) < 32_000
+    # Even a full chunk whose every entry carries a long error stays under the store's 64 KB per value.
+    for item in items[:CHUNK_SIZE]:
+        ledger.mark(item, EntryState.INTENT, error="x" * 5000)
+    ledger.flush()
+    assert len(json.dumps(store.data[f"{HEADER_KEY}.0"])) < 65_535
 
 
 def test_an_entry_for_a_changed_request_is_not_reused() -> None:
