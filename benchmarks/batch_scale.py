@@ -72,7 +72,10 @@ def batch_deployment(
     extra = {"PIXAZO_BATCH_PROMPTS": str(n)}
     if poll_interval is not None:
         extra["PIXAZO_BATCH_POLL_INTERVAL"] = str(poll_interval)
-    with contextmanager(start_system)(workdir, migrated_db, dags_folder=BATCH_DAGS, extra_env=extra) as system:
+    deployment = contextmanager(start_system)(
+        workdir, migrated_db, dags_folder=BATCH_DAGS, extra_env=extra, health_timeout=300
+    )
+    with deployment as system:
         system.emulator.processing_seconds = processing_seconds
 
         def parsed() -> bool:
