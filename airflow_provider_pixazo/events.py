@@ -6,11 +6,11 @@ Tasks branch on ``outcome`` (a :class:`WaitOutcome`), never on the message text;
 :func:`result_from_event` turns an event into the final result or the matching typed error, and
 :func:`publish_result` is how every waiting task publishes a finished one.
 
-A trigger asked to end its task on success yields Airflow's ``TaskSuccessEvent`` instead, carrying
-the XComs of :func:`task_end_xcoms`: what :func:`publish_result`, the task's return value and
-Airflow's end-of-task link resolution would have pushed on the worker, so no worker resumes it. Its
-payload is the success event above all the same, for ``dag.test()``, which resumes every deferred
-task on its worker whatever the trigger yields.
+A trigger asked to end its task on success pushes the XComs of :func:`task_end_xcoms` (what
+:func:`publish_result`, the task's return value and Airflow's end-of-task link resolution would have
+pushed on the worker) through the Task SDK, as the task would, then yields Airflow's
+``TaskSuccessEvent`` instead, so no worker resumes it. Its payload is the success event above all
+the same, for ``dag.test()``, which resumes every deferred task on its worker whatever the trigger yields.
 Not here: the polling (the trigger) and the error classes (``exceptions``).
 """
 

@@ -54,7 +54,10 @@ def end_in_trigger_link_keys(task: Any, own_execute_complete: Callable[..., Any]
 
     It may unless ``task.end_from_trigger`` is False, a subclass overrides ``execute_complete``
     (``own_execute_complete`` is the provider's) or adds links the trigger cannot resolve, the task
-    has ``outlets`` (Airflow records asset events only when a worker ends a task), or — with
+    has ``outlets`` (Airflow records asset events only when a worker ends a task), the task's return
+    value is not pushed as one ``return_value`` XCom (``do_xcom_push=False`` or
+    ``multiple_outputs=True``: the worker's end applies those), an unmapped task has mapped
+    downstream tasks expanding over its output (the worker records the length they expand to), or — with
     ``end_from_trigger`` left None — a listener is registered: Airflow tells listeners (OpenLineage
     and other plugins) nothing of a task that ends in the triggerer, which is why its DAG parser
     refuses ``end_from_trigger=True`` beside them, so such a task resumes on a worker where they hear of it.
@@ -75,12 +78,37 @@ def end_in_trigger_link_keys(task: Any, own_execute_complete: Callable[..., Any]
         reason = "links other than Pixazo images are set"
     elif task.outlets:
         reason = "outlets are set (Airflow records their asset events only when a worker ends the task)"
+    elif not task.do_xcom_push or task.multiple_outputs:
+        reason = "do_xcom_push is False or multiple_outputs is True (the worker's end applies them)"
+    elif _expanded_over_unmapped(task):
+        reason = "mapped tasks expand over its output (the worker records the length they expand to)"
     elif choice is None and _has_listeners():
         reason = "listeners are registered (Airflow tells them nothing of a task ending in the triggerer)"
     if reason is not None:
         task.log.info("The task resumes on a worker after the wait: %s", reason)
         return None
     return keys
+
+
+def _expanded_over_unmapped(task: Any) -> bool:
+    """
+    Whether ``task`` has mapped dependants and its running instance is not (or may not be) mapped.
+
+    Then the Task SDK pushes the return value with its length (``mapped_length``), which tells the
+    scheduler how far to expand the dependants; a mapped instance's push carries none.
+    """
+    try:
+        if next(task.iter_mapped_dependants(), None) is None:
+            return False
+    except RuntimeError:  # not attached to a DAG (a task built on its own): nothing expands over it
+        return False
+    from airflow.sdk import get_current_context
+
+    try:
+        map_index = get_current_context()["ti"].map_index
+    except Exception:  # no running task to ask: assume unmapped, when the worker's end is always right
+        return True
+    return not (isinstance(map_index, int) and map_index >= 0)
 
 
 def _has_listeners() -> bool:

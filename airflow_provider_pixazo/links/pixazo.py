@@ -12,7 +12,7 @@ has no worker to do that: its trigger stores the same answers (:func:`image_url`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import attrs
 from airflow.sdk import BaseOperatorLink
@@ -91,19 +91,30 @@ def image_url(urls: Any, index: int) -> str:
 
 def image_link_keys(links: Sequence[object]) -> dict[str, int] | None:
     """
-    Each image link's XCom key and the image it opens, or None if any link is not a :class:`PixazoImageLink`.
+    Each image link's XCom key and the image it opens, or None if any link is not exactly ours.
 
     None means a trigger cannot store the links itself (another link's URL is only known to its own
-    ``get_link``, on a worker), so the task must resume on a worker to end.
+    ``get_link``, on a worker), so the task must resume on a worker to end. That includes a subclass of
+    :class:`PixazoImageLink` that overrides ``get_link`` or ``xcom_key``: the trigger knows only
+    :func:`image_url` and the class's own keys.
 
     :param links: a task's ``operator_extra_links``.
     """
     keys: dict[str, int] = {}
     for link in links:
-        if not isinstance(link, PixazoImageLink):
+        if not _resolved_as_ours(link):
             return None
         keys[link.xcom_key] = link.index
     return keys
+
+
+def _resolved_as_ours(link: object) -> TypeGuard[PixazoImageLink]:
+    """Whether ``link`` is a :class:`PixazoImageLink` whose URL and XCom key are the provider's own."""
+    return (
+        isinstance(link, PixazoImageLink)
+        and type(link).get_link is PixazoImageLink.get_link
+        and type(link).xcom_key is PixazoImageLink.xcom_key
+    )
 
 
 def image_links(count: int = DEFAULT_LINK_COUNT) -> tuple[PixazoImageLink, ...]:

@@ -3,9 +3,15 @@ The trigger that waits for a Pixazo request to finish, shared by the deferrable 
 
 It yields exactly one event, built by :func:`~airflow_provider_pixazo.events.make_event_payload`;
 tasks resume with :func:`~airflow_provider_pixazo.events.result_from_event`. Asked to
-(``end_task_on_success``), it ends a task whose request COMPLETED itself, with Airflow's
-``TaskSuccessEvent`` carrying every XCom the resumed task would have pushed: no worker is started
-for it, and so Airflow's stale-success race (apache/airflow#66374) cannot strike it.
+(``end_task_on_success``), it ends a task whose request COMPLETED itself: it pushes every XCom the
+resumed task would have pushed, through the Task SDK as the task would (:mod:`._task_xcoms`, not
+``TaskSuccessEvent(xcoms=...)``, which Airflow stores JSON-encoded twice), then yields Airflow's
+``TaskSuccessEvent``. No worker is started for it, and so Airflow's stale-success race
+(apache/airflow#66374) cannot strike it.
+
+Upgrading: the kwargs ``end_task_on_success``, ``task_return`` and ``image_link_keys`` are new. A
+triggerer still running an older release of this provider cannot build a trigger deferred with them
+(the task fails with "Trigger failed to inflate"): upgrade the triggerers first, then the workers.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from airflow_provider_pixazo.exceptions import (
 from airflow_provider_pixazo.hooks import _poller
 from airflow_provider_pixazo.hooks.pixazo import PixazoHook
 from airflow_provider_pixazo.models import RequestResult, RequestStatus, validate_request_id
+from airflow_provider_pixazo.triggers._task_xcoms import push_xcoms
 from airflow_provider_pixazo.waiting import non_negative_seconds, positive_seconds
 
 __all__ = ["PixazoRequestTrigger"]
@@ -67,10 +74,13 @@ class PixazoRequestTrigger(BaseTrigger):
         given, and always serialized, so a triggerer restart does not restart the clock. The wait
         ends at most a second after it (a poll is sent at the deadline itself).
     :param end_task_on_success: when the request COMPLETED, end the task here with Airflow's
-        ``TaskSuccessEvent`` instead of resuming it on a worker. Every other outcome (FAILED, ERROR,
-        timeout, refused key...) still resumes it, so it fails there with Pixazo's reason, records
-        it and honours the task's ``retries``. Default False: kwargs serialized before it existed
-        behave as they did.
+        ``TaskSuccessEvent`` instead of resuming it on a worker, after pushing its XComs as the task
+        would. Every other outcome (FAILED, ERROR, timeout, refused key...) still resumes it, so it
+        fails there with Pixazo's reason, records it and honours the task's ``retries``; so does a
+        success whose XComs cannot be pushed from here (no task instance, as under ``dag.test()``,
+        or an XCom backend or API error): the worker then pushes them. Default False: kwargs
+        serialized before it existed behave as they did. A triggerer of an older release cannot
+        take this kwarg (nor the two below): upgrade triggerers before workers.
     :param task_return: with ``end_task_on_success``, what the task returns (its ``return_value``
         XCom): ``"result"`` (the result as a dict, as the sensor does) or ``"request_id"`` (as the
         submit operators do).
@@ -131,7 +141,12 @@ class PixazoRequestTrigger(BaseTrigger):
             end_time=self.end_time,
             on_update=self._on_update,
         )
-        if end.result is not None and end.result.status is RequestStatus.COMPLETED and self.end_task_on_success:
+        if (
+            end.result is not None
+            and end.result.status is RequestStatus.COMPLETED
+            and self.end_task_on_success
+            and await self._push_task_xcoms(end.result)
+        ):
             yield self._task_success_event(end.result)
         elif end.result is not None:
             yield TriggerEvent(self._terminal_event(end.result))
@@ -146,7 +161,37 @@ class PixazoRequestTrigger(BaseTrigger):
         else:
             self.log.warning("Polling Pixazo request %s failed; will poll again: %s", self.request_id, error)
 
+    async def _push_task_xcoms(self, result: RequestResult) -> bool:
+        """
+        Push every XCom the resumed task would push, as the task itself would; False: let a worker do it.
+
+        Through the Task SDK's ``XCom.set`` (the configured ``[core] xcom_backend``, then the
+        execution API), never through ``TaskSuccessEvent(xcoms=...)``: Airflow stores those with
+        ``TaskInstance.xcom_push``, JSON-encoding them once more than a task's own push, so a
+        downstream task would read ``'"<request id>"'`` and strings for dicts (see the module docs).
+        """
+        ti = self.task_instance
+        if ti is None:
+            # Not run by a triggerer (dag.test() runs triggers without a task instance): nowhere to push to,
+            # and the task resumes on its worker with the plain event anyway.
+            self.log.info("No task instance given to the trigger: the task resumes on a worker to end")
+            return False
+        xcoms = task_end_xcoms(result, task_return=self.task_return, image_link_keys=self.image_link_keys)
+        try:
+            await push_xcoms(ti, xcoms)
+        except Exception as err:  # any failure: the worker pushes them all again, nothing is lost
+            self.log.warning(
+                "Could not push the XComs of Pixazo request %s from the triggerer (%s: %s); "
+                "the task resumes on a worker to push them",
+                self.request_id,
+                type(err).__name__,
+                err,
+            )
+            return False
+        return True
+
     def _task_success_event(self, result: RequestResult) -> TaskSuccessEvent:
+        """The event that ends the task, once :meth:`_push_task_xcoms` stored its XComs."""
         # The task's log gets the line its resumed execute_complete would have written.
         self.log.info(
             "Pixazo request %s COMPLETED with %d %s file(s): %s; the task ends here, in the triggerer",
@@ -155,11 +200,10 @@ class PixazoRequestTrigger(BaseTrigger):
             result.media_type or "media",
             ", ".join(result.media_urls),
         )
-        xcoms = task_end_xcoms(result, task_return=self.task_return, image_link_keys=self.image_link_keys)
-        event = TaskSuccessEvent(xcoms=xcoms)
-        # Airflow's triggerer passes on only an end event's state and XComs (its payload is never read),
-        # but dag.test() runs the trigger inline and resumes the task with the payload whatever the
-        # event: carrying the plain success event there, the task publishes the same result itself.
+        event = TaskSuccessEvent()
+        # Airflow's triggerer passes on only an end event's state (its payload is never read), but a
+        # runner that resumes the task with the payload whatever the event (dag.test() does) gets the
+        # plain success event, so the task publishes the same result itself.
         event.payload = self._terminal_event(result)
         return event
 

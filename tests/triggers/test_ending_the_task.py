@@ -1,13 +1,15 @@
 """
 PixazoRequestTrigger ending its task in the triggerer (``end_task_on_success``), in virtual time (no sleeping).
 
-On COMPLETED it yields Airflow's ``TaskSuccessEvent`` with exactly the XComs the resumed task would push;
-every other outcome still yields a plain event, so the task resumes on a worker, fails there with
-Pixazo's reason and honours its retries.
+On COMPLETED it pushes exactly the XComs the resumed task would push, through the Task SDK's ``XCom.set``
+(``SetXCom`` to the supervisor, faked here at that process boundary), then yields Airflow's
+``TaskSuccessEvent`` with no XComs of its own; every other outcome still yields a plain event, so the
+task resumes on a worker, fails there with Pixazo's reason and honours its retries.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -41,10 +43,44 @@ async def events_of(trigger: PixazoRequestTrigger, clock: VirtualClock) -> list[
     return await clock.run(consume())
 
 
+@dataclasses.dataclass
+class TaskInstanceKeys:
+    """What the triggerer sets as a trigger's ``task_instance`` offers to push with."""
+
+    dag_id: str = "pixazo_dag"
+    task_id: str = "wait"
+    run_id: str = "manual__2027-01-15"
+    map_index: int = 3
+
+
+class SupervisorComms:
+    """The trigger process's end of the socket to its supervisor: records each message, answers None."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.sent: list[Any] = []
+        self.fail_on = fail_on
+
+    def send(self, msg: Any) -> None:
+        if getattr(msg, "key", None) == self.fail_on:
+            raise RuntimeError("API server error 500")
+        self.sent.append(msg)
+
+
+@pytest.fixture
+def comms(monkeypatch: pytest.MonkeyPatch) -> SupervisorComms:
+    from airflow.sdk.execution_time import task_runner
+
+    fake = SupervisorComms()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", fake, raising=False)
+    return fake
+
+
 def ending(**kwargs: Any) -> PixazoRequestTrigger:
-    return PixazoRequestTrigger(
+    trigger = PixazoRequestTrigger(
         REQUEST_ID, poll_interval=1, end_task_on_success=True, image_link_keys=LINK_KEYS, **kwargs
     )
+    trigger.task_instance = TaskInstanceKeys()  # type: ignore[assignment]  # as the triggerer sets it
+    return trigger
 
 
 def across_the_triggerer(event: TriggerEvent) -> Any:
@@ -55,19 +91,25 @@ def across_the_triggerer(event: TriggerEvent) -> Any:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("task_return", ["result", "request_id"])
-async def test_completed_ends_the_task_with_exactly_the_xcoms_of_a_resumed_task(
+async def test_completed_pushes_exactly_the_xcoms_of_a_resumed_task_then_ends_it(
     gateway: respx.MockRouter,  # noqa: F811
     clock: VirtualClock,  # noqa: F811
+    comms: SupervisorComms,
     task_return: str,
 ) -> None:
+    from airflow.sdk.execution_time.comms import SetXCom
+
     gateway.get(STATUS_URL).mock(side_effect=[status("PROCESSING"), status("COMPLETED")])
 
     [event] = await events_of(ending(task_return=task_return), clock)
 
     assert isinstance(event, TaskSuccessEvent)
+    assert event.xcoms is None  # Airflow would store those JSON-encoded twice
     result = result_from_event(event.payload)  # the plain success event, for dag.test()'s resume
     expected_return = result.to_dict() if task_return == "result" else REQUEST_ID
-    assert event.xcoms == {
+    assert all(type(msg) is SetXCom for msg in comms.sent)
+    # As a task pushes them: the values themselves (not JSON text), for this task instance, no mapped length.
+    assert {msg.key: msg.value for msg in comms.sent} == {
         "return_value": expected_return,
         RESULT_XCOM_KEY: result.to_dict(),
         MEDIA_URLS_XCOM_KEY: [MEDIA_URL],
@@ -76,13 +118,46 @@ async def test_completed_ends_the_task_with_exactly_the_xcoms_of_a_resumed_task(
         "_link_PixazoImageLink_1": "",
         "_link_PixazoImageLink_2": "",
     }
+    assert len(comms.sent) == 6  # each once
+    assert {(m.dag_id, m.task_id, m.run_id, m.map_index, m.mapped_length) for m in comms.sent} == {
+        ("pixazo_dag", "wait", "manual__2027-01-15", 3, None)
+    }
     assert result.request_id == REQUEST_ID
-    json.dumps(event.xcoms)
 
-    # What the triggerer hands Airflow's handle_event_submit: the state and every XCom, unchanged.
+    # What the triggerer hands Airflow's handle_event_submit: the state, and no XComs to store again.
     received = across_the_triggerer(event)
     assert isinstance(received, TaskSuccessEvent)
-    assert received.xcoms == event.xcoms
+    assert received.xcoms is None
+
+
+@pytest.mark.asyncio
+async def test_completed_without_a_task_instance_resumes_the_task(
+    gateway: respx.MockRouter,  # noqa: F811
+    clock: VirtualClock,  # noqa: F811
+    comms: SupervisorComms,
+) -> None:
+    # dag.test() runs a trigger without setting task_instance: nowhere to push, so the worker ends the task.
+    gateway.get(STATUS_URL).mock(return_value=status("COMPLETED"))
+    trigger = ending()
+    trigger.task_instance = None  # type: ignore[assignment]
+    [event] = await events_of(trigger, clock)
+    assert type(event) is TriggerEvent
+    assert event.payload["outcome"] == WaitOutcome.SUCCESS.value
+    assert comms.sent == []
+
+
+@pytest.mark.asyncio
+async def test_completed_whose_xcoms_cannot_be_pushed_resumes_the_task(
+    gateway: respx.MockRouter,  # noqa: F811
+    clock: VirtualClock,  # noqa: F811
+    comms: SupervisorComms,
+) -> None:
+    # The execution API failed midway: the worker resumes with the result and pushes every XCom again.
+    comms.fail_on = MEDIA_URLS_XCOM_KEY
+    gateway.get(STATUS_URL).mock(return_value=status("COMPLETED"))
+    [event] = await events_of(ending(), clock)
+    assert type(event) is TriggerEvent
+    assert result_from_event(event.payload).request_id == REQUEST_ID
 
 
 @pytest.mark.asyncio
