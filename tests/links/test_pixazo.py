@@ -113,3 +113,32 @@ def test_links_round_trip_through_dag_serialization() -> None:
     restored = DagSerialization.from_dict(encoded).get_task("wait")
     by_name = {link.name: link.xcom_key for link in restored.operator_extra_links}
     assert by_name == {f"Pixazo image {i + 1}": f"_link_PixazoImageLink_{i}" for i in range(10)}
+
+
+@attrs.define()
+class OwnURLLink(PixazoImageLink):
+    """Opens a page about the image instead: only its own get_link, on a worker, knows that URL."""
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        return f"https://gallery.test/{self.index}"
+
+
+@attrs.define()
+class OwnKeyLink(PixazoImageLink):
+    @property
+    def xcom_key(self) -> str:
+        return f"gallery_{self.index}"
+
+
+@attrs.define()
+class RenamedLink(PixazoImageLink):
+    """A subclass that only renames the class: its key follows, and the trigger computes it the same way."""
+
+
+def test_a_trigger_stores_only_links_resolved_exactly_as_ours() -> None:
+    from airflow_provider_pixazo.links.pixazo import image_link_keys
+
+    assert image_link_keys(image_links(2)) == {"_link_PixazoImageLink_0": 0, "_link_PixazoImageLink_1": 1}
+    assert image_link_keys([*image_links(2), OwnURLLink(index=2)]) is None
+    assert image_link_keys([OwnKeyLink(index=0)]) is None
+    assert image_link_keys([RenamedLink(index=1)]) == {"_link_RenamedLink_1": 1}
