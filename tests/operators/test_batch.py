@@ -343,3 +343,12 @@ def test_timed_out_items_are_waited_on_again_by_the_retry_not_paid_again(
     result = batch_op(tmp_path, prompts=["slow a", "slow b"], timeout=30).execute(make_context(store))
     assert result["counts"]["completed"] == 2
     assert pixazo_emulator.submit_count() == 2  # the retry waited on the same two requests
+
+
+def test_a_request_pixazo_no_longer_knows_is_submitted_anew(pixazo_emulator: PixazoEmulator, tmp_path: Path) -> None:
+    store = FakeTaskStateStore()
+    _earlier_try(store, ["forgotten"], {0: "gpt-image-2_019d0000-aaaa-bbbb-cccc-00000000dead"}, intents=[])
+    result = batch_op(tmp_path, prompts=["forgotten"]).execute(make_context(store))
+    assert pixazo_emulator.submit_count() == 1
+    assert result["counts"]["completed"] == 1
+    assert manifest_of(tmp_path)[0]["request_id"] in pixazo_emulator.requests
