@@ -65,13 +65,25 @@ SATURATED = 0.9
 
 @contextmanager
 def batch_deployment(
-    workdir: Path, migrated_db: Path, n: int, processing_seconds: float, poll_interval: float | None = None
+    workdir: Path,
+    migrated_db: Path,
+    n: int,
+    processing_seconds: float,
+    poll_interval: float | None = None,
+    execution_api_timeout: float | None = None,
 ) -> Iterator[AirflowSystem]:
-    """A deployment running the batch DAG over ``n`` prompts (first poll after ``poll_interval``), unpaused."""
+    """
+    A deployment running the batch DAG over ``n`` prompts (first poll after ``poll_interval``), unpaused.
+
+    ``execution_api_timeout`` replaces the 5 s the task's supervisor waits for each answer of the API
+    server (``[workers] execution_api_timeout``): at load 50 on 2 cores a task died before it started.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     extra = {"PIXAZO_BATCH_PROMPTS": str(n)}
     if poll_interval is not None:
         extra["PIXAZO_BATCH_POLL_INTERVAL"] = str(poll_interval)
+    if execution_api_timeout is not None:
+        extra["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"] = str(execution_api_timeout)
     deployment = contextmanager(start_system)(
         workdir, migrated_db, dags_folder=BATCH_DAGS, extra_env=extra, health_timeout=300
     )
@@ -235,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--poll-interval", type=float, default=None, help="the batch's first poll interval (default: the operator's)"
     )
+    parser.add_argument(
+        "--execution-api-timeout",
+        type=float,
+        default=None,
+        help="seconds the task's supervisor waits for the API server (default: Airflow's 5; printed when set)",
+    )
     parser.add_argument("--idle-seconds", type=float, default=30.0, help="idle deployment measured before each side")
     parser.add_argument("--settle-seconds", type=float, default=20.0, help="wait after start before measuring idle")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds the run may take")
@@ -250,7 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     template.mkdir(exist_ok=True)
     db = migrate_template(template)
     rows: list[Measured] = []
-    deployment = batch_deployment(workdir / f"n{args.n}", db, args.n, args.processing_seconds, args.poll_interval)
+    if args.execution_api_timeout is not None:
+        print(f"[batch] [workers] execution_api_timeout = {args.execution_api_timeout} s (not the default)")
+    deployment = batch_deployment(
+        workdir / f"n{args.n}", db, args.n, args.processing_seconds, args.poll_interval, args.execution_api_timeout
+    )
     with deployment as system:
         print(f"[batch] N={args.n}: deployment up, logs in {system.logs}", flush=True)
         time.sleep(args.settle_seconds)  # the start-up's own work (first parses) is not idle

@@ -3,14 +3,17 @@ The batch operator survives ``kill -9`` on real processes (issue #18): separate 
 dag-processor and triggerer, LocalExecutor, sqlite, the emulator in this process.
 
 - **The worker, in the middle of the submits.** The emulator answers the first submits, then holds the
-  next ones unanswered (``hold_submits``); once every submit slot of the task is held, the test SIGKILLs
+  next ones unanswered (``hold_submits``); once no more submits arrive (every slot the task refills is
+  waiting on the emulator), the test SIGKILLs
   the task's supervisor (the LocalExecutor worker process titled with the task instance's id) and the task
   process's own group, then lets the held submits through: Pixazo took them, the dead task never heard
   their ids. Airflow 3.3 notices a SIGKILLed LocalExecutor task only by its missing heartbeats: the
   scheduler fails it after ``[scheduler] task_instance_heartbeat_timeout`` (300 s by default; 45 s here,
   checked every 5 s: ``task_instance_heartbeat_timeout_detection_interval``), and ``retries=1`` starts
-  try 2. Try 2 must submit only the items never sent, report the held ones ``uncertain`` without paying
-  again, and store every other image once.
+  try 2. Try 2 must submit exactly the items no try had recorded an intent for, report the rest of what
+  try 1 left without a request id ``uncertain`` (the held ones, which Pixazo did take, and the ones whose
+  intent the operator had written ahead of its senders) without paying again, reuse every request id try
+  1 recorded, and store every image of the others once.
 - **The triggerer, in the middle of the wait.** Jobs are held PROCESSING by the emulator's clock
   (``tests/_clock.py``) while the batch's one trigger runs in the first triggerer; it is SIGKILLed, the
   clock released, a second triggerer started: the batch completes, every image stored once, and the
@@ -34,6 +37,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +81,11 @@ def batch_system(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) ->
         # overloaded test machine (load 50) that failed a try before it ran. Not a limit the tests measure.
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "15",
     }
-    systems = start_system(tmp_path_factory.mktemp("batch-crash"), migrated_db, dags_folder=BATCH_DAGS, extra_env=extra)
-    system = next(systems)
-    try:
+    workdir = tmp_path_factory.mktemp("batch-crash")
+    deployment = contextmanager(start_system)(
+        workdir, migrated_db, dags_folder=BATCH_DAGS, extra_env=extra, health_timeout=300
+    )
+    with deployment as system:
         system.emulator.processing_seconds = 1.0
 
         def parsed() -> bool:
@@ -89,8 +95,6 @@ def batch_system(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) ->
         assert system.api("GET", "/importErrors")["total_entries"] == 0
         system.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
         yield system
-    finally:
-        systems.close()
 
 
 @pytest.fixture
