@@ -3,7 +3,8 @@ Storing the completed items' images under the destination, through the transfer'
 
 Each item's images go through :func:`airflow_provider_pixazo.transfers._downloads.download_all` (streamed,
 checked against the announced media type and ``Content-Length``, staged and published atomically, an
-identical target left untouched, so a retried try rewrites nothing), ``concurrency`` items at a time.
+identical target left untouched, so a retried try rewrites nothing), ``concurrency`` items at a time,
+each as soon as it is added (when the worker waits itself, as soon as its request completes).
 Files are named by the item's key: ``<key>.<ext>`` for one image, ``<key>-<i>.<ext>`` for several. A
 failure to store one item is recorded on that item and the others go on. Not here: the manifest.
 """
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from airflow_provider_pixazo.hooks.pixazo import PixazoHook
     from airflow_provider_pixazo.transfers._downloads import FileRecord
 
-__all__ = ["StoreJob", "Stored", "file_template", "store_all"]
+__all__ = ["StoreJob", "StorePool", "Stored", "file_template", "store_all"]
 
 
 @dataclass(frozen=True)
@@ -63,24 +64,58 @@ def store_all(
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[int, Stored]:
     """Store every job's images under ``root``; by item index."""
-    results: dict[int, Stored] = {}
-    if not jobs:
-        return results
-    started = clock()
-    step = max(1, len(jobs) // 10)
-    with concurrent.futures.ThreadPoolExecutor(
-        max_workers=min(concurrency, len(jobs)), thread_name_prefix="pixazo-store"
-    ) as pool:
-        futures = {pool.submit(_store_one, hook, root, job, overwrite, log): job for job in jobs}
-        for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
-            job = futures[future]
-            results[job.item.index] = future.result()
-            if done % step == 0 or done == len(jobs):
+    with StorePool(hook, root, concurrency=concurrency, overwrite=overwrite, log=log, clock=clock) as pool:
+        for job in jobs:
+            pool.add(job)
+        return pool.results()
+
+
+class StorePool:
+    """
+    Stores items as they are added, ``concurrency`` at a time; :meth:`results` waits for them all.
+
+    Added one by one as the worker's own wait sees each request complete (not deferrable), storing
+    overlaps the wait; after a deferred wait every completed item is added at once.
+    """
+
+    def __init__(
+        self,
+        hook: PixazoHook,
+        root: ObjectStoragePath,
+        *,
+        concurrency: int,
+        overwrite: bool,
+        log: Any,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._hook, self._root, self._overwrite, self._log, self._clock = hook, root, overwrite, log, clock
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pixazo-store")
+        self._futures: dict[concurrent.futures.Future[Stored], StoreJob] = {}
+        self._started = clock()
+
+    def __enter__(self) -> StorePool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=exc_info[0] is not None)
+
+    def add(self, job: StoreJob) -> None:
+        """Start storing ``job``'s images (at once if a thread is free)."""
+        self._futures[self._pool.submit(_store_one, self._hook, self._root, job, self._overwrite, self._log)] = job
+
+    def results(self) -> dict[int, Stored]:
+        """Wait for every added job; what each gave, by item index."""
+        results: dict[int, Stored] = {}
+        total = len(self._futures)
+        step = max(1, total // 10)
+        for done, future in enumerate(concurrent.futures.as_completed(self._futures), start=1):
+            results[self._futures[future].item.index] = future.result()
+            if done % step == 0 or done == total:
                 failures = sum(1 for stored in results.values() if stored.error)
-                log.info("%d/%d completed item(s) stored (%d failed to store)", done, len(jobs), failures)
-    files = sum(len(stored.files) for stored in results.values())
-    log.info("Stored %d image(s) of %d item(s) in %.1fs", files, len(jobs), clock() - started)
-    return results
+                self._log.info("%d/%d completed item(s) stored (%d failed to store)", done, total, failures)
+        files = sum(len(stored.files) for stored in results.values())
+        self._log.info("Stored %d image(s) of %d item(s) in %.1fs", files, total, self._clock() - self._started)
+        return results
 
 
 def _store_one(hook: PixazoHook, root: ObjectStoragePath, job: StoreJob, overwrite: bool, log: Any) -> Stored:

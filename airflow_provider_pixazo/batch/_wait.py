@@ -41,12 +41,16 @@ async def wait_all(
     end_time: float,
     log: Any,
     clock: Callable[[], float] = time.time,
+    on_end: Callable[[int, ItemOutcome], None] | None = None,
 ) -> list[ItemOutcome]:
     """
     Wait until every request ends or ``end_time`` (epoch seconds) passes; the outcomes, in ``request_ids`` order.
 
     A transient polling error never ends a wait (the poller retries); one that retrying cannot fix (an
     unknown id, a refused key) ends that item as ``error``.
+
+    :param on_end: called on the loop with each request's position and outcome as it ends (the worker
+        starts storing a completed item's images then); it must not block.
     """
     from airflow_provider_pixazo.hooks import _poller
 
@@ -68,6 +72,8 @@ async def wait_all(
         outcome = outcome_of(request_id, end)
         results[index] = outcome
         progress.ended(request_id, outcome)
+        if on_end is not None:
+            on_end(index, outcome)
 
     async def ticker() -> None:
         # A line even while nothing ends, so a long wait shows it is alive.

@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from airflow_provider_pixazo.batch._items import BatchItem
     from airflow_provider_pixazo.batch._ledger import Ledger
     from airflow_provider_pixazo.batch._outcomes import ItemOutcome
+    from airflow_provider_pixazo.batch._store import Stored
     from airflow_provider_pixazo.hooks.pixazo import PixazoHook
 
 __all__ = ["BATCH_XCOM_KEY", "NOT_COMPLETED_LISTED", "PixazoBatchFailedError", "PixazoBatchGenerateOperator"]
@@ -266,8 +267,8 @@ class PixazoBatchGenerateOperator(BaseOperator):
                     ),
                     method_name="execute_complete",
                 )
-            outcomes = self._wait_here([request_id for _, request_id in waiting]) if waiting else []
-            return self._finish(context, items, root, ledger, waiting, outcomes, early)
+            outcomes, stored = self._wait_here(items, root, waiting) if waiting else ([], {})
+            return self._finish(context, items, root, ledger, waiting, outcomes, early, stored)
         finally:
             self._close_hook()
 
@@ -423,21 +424,42 @@ class PixazoBatchGenerateOperator(BaseOperator):
                 early[item.index] = (Outcome.ERROR.value, entry.error if entry is not None else "not submitted")
         return waiting, early
 
-    def _wait_here(self, request_ids: list[str]) -> list[ItemOutcome]:
-        """Not deferrable: the same wait as the trigger's, on an event loop of this worker."""
+    def _wait_here(
+        self, items: Sequence[BatchItem], root: ObjectStoragePath, waiting: Sequence[tuple[int, str]]
+    ) -> tuple[list[ItemOutcome], dict[int, Stored]]:
+        """
+        Not deferrable: the trigger's own wait, on an event loop of this worker.
+
+        Each completed item's images are stored as soon as its request completes, while the others
+        are still waited on.
+        """
+        from airflow_provider_pixazo.batch._outcomes import Outcome
+        from airflow_provider_pixazo.batch._store import StoreJob, StorePool
         from airflow_provider_pixazo.batch._wait import wait_all
 
-        self.log.info("Waiting for %d request(s) on the worker", len(request_ids))
-        return asyncio.run(
-            wait_all(
-                self.pixazo_conn_id,
-                request_ids,
-                poll_interval=self.poll_interval,
-                max_poll_interval=self.max_poll_interval,
-                end_time=time.time() + self.timeout,
-                log=self.log,
+        by_index = {item.index: item for item in items}
+        self.log.info("Waiting for %d request(s) on the worker, storing each as it completes", len(waiting))
+        with StorePool(
+            self.hook, root, concurrency=self.store_concurrency, overwrite=self.overwrite, log=self.log
+        ) as pool:
+
+            def on_end(position: int, outcome: ItemOutcome) -> None:
+                if outcome.outcome is Outcome.COMPLETED:
+                    index, request_id = waiting[position]
+                    pool.add(StoreJob(by_index[index], request_id, outcome))
+
+            outcomes = asyncio.run(
+                wait_all(
+                    self.pixazo_conn_id,
+                    [request_id for _, request_id in waiting],
+                    poll_interval=self.poll_interval,
+                    max_poll_interval=self.max_poll_interval,
+                    end_time=time.time() + self.timeout,
+                    log=self.log,
+                    on_end=on_end,
+                )
             )
-        )
+            return outcomes, pool.results()
 
     def _finish(
         self,
@@ -448,8 +470,13 @@ class PixazoBatchGenerateOperator(BaseOperator):
         waiting: Sequence[tuple[int, str]],
         outcomes: Sequence[ItemOutcome],
         early: dict[int, tuple[str, str | None]],
+        stored: dict[int, Stored] | None = None,
     ) -> dict[str, Any]:
-        """Record the outcomes, store every completed item, write the manifest, publish; fail past ``max_failed``."""
+        """
+        Record the outcomes, store every completed item, write the manifest, publish; fail past ``max_failed``.
+
+        :param stored: what the worker's own wait already stored, by item index (None: store them now).
+        """
         from airflow_provider_pixazo.batch._ledger import EntryState
         from airflow_provider_pixazo.batch._manifest import ManifestLine, write_manifest
         from airflow_provider_pixazo.batch._outcomes import Outcome, empty_counts
@@ -464,14 +491,15 @@ class PixazoBatchGenerateOperator(BaseOperator):
                 ledger.mark(by_index[index], EntryState(outcome.status))
         ledger.flush()
 
-        jobs = [
-            StoreJob(by_index[index], request_id, outcome)
-            for (index, request_id), outcome in zip(waiting, outcomes, strict=True)
-            if outcome.outcome is Outcome.COMPLETED
-        ]
-        stored = store_all(
-            self.hook, root, jobs, concurrency=self.store_concurrency, overwrite=self.overwrite, log=self.log
-        )
+        if stored is None:
+            jobs = [
+                StoreJob(by_index[index], request_id, outcome)
+                for (index, request_id), outcome in zip(waiting, outcomes, strict=True)
+                if outcome.outcome is Outcome.COMPLETED
+            ]
+            stored = store_all(
+                self.hook, root, jobs, concurrency=self.store_concurrency, overwrite=self.overwrite, log=self.log
+            )
 
         waited = {index: (request_id, outcome) for (index, request_id), outcome in zip(waiting, outcomes, strict=True)}
         lines: list[ManifestLine] = []

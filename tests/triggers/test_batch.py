@@ -183,3 +183,31 @@ async def test_progress_is_logged_every_tenth(
     assert 10 <= len(lines) <= 11  # every 4 of 40, and the final line
     assert lines[-1] == "Batch wait over: 38/40 completed, 2 failed"
     assert sum("ended FAILED" in r.getMessage() for r in caplog.records) == 2
+
+
+@pytest.mark.asyncio
+async def test_each_end_is_reported_as_it_happens(gateway: respx.MockRouter, clock: VirtualClock) -> None:
+    # What the worker's own wait uses to store a completed item while the others are still waited on.
+    gateway.get(status_url(0)).mock(side_effect=[status(0, "PROCESSING")] * 3 + [status(0, "COMPLETED")])
+    gateway.get(status_url(1)).mock(return_value=status(1, "COMPLETED"))
+    gateway.get(status_url(2)).mock(side_effect=[status(2, "QUEUED"), status(2, "FAILED")])
+    ends: list[tuple[int, Outcome, float]] = []
+
+    await clock.run(
+        wait_module.wait_all(
+            "pixazo_default",
+            [rid(0), rid(1), rid(2)],
+            poll_interval=1,
+            max_poll_interval=1,
+            end_time=clock.now + 600,
+            log=logging.getLogger("test.batch.trigger"),
+            clock=clock.time,
+            on_end=lambda position, outcome: ends.append((position, outcome.outcome, clock.now)),
+        )
+    )
+    assert [(position, outcome) for position, outcome, _ in ends] == [
+        (1, Outcome.COMPLETED),
+        (2, Outcome.FAILED),
+        (0, Outcome.COMPLETED),
+    ]
+    assert ends[0][2] < ends[2][2]  # the first was reported before the last one ended
