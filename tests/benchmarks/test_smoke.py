@@ -41,7 +41,7 @@ def _finish(proc: subprocess.Popen[str], timeout: float) -> str:
     return out
 
 
-@pytest.mark.timeout(330)  # a loaded 2-core machine: mostly interpreters importing Airflow
+@pytest.mark.timeout(630)  # a loaded 2-core machine: mostly a dozen interpreters importing Airflow
 def test_benchmarks_produce_their_figures(tmp_path: Path) -> None:
     # All at once: most of the time is interpreters importing Airflow.
     waiting = _start(
@@ -54,12 +54,12 @@ def test_benchmarks_produce_their_figures(tmp_path: Path) -> None:
     )  # fmt: skip
     rate = _start(
         "rate_limit.py", tmp_path / "rate.json",
-        "--n", "20", "--limit", "20", "--burst", "5", "--polls", "1", "--interval", "0.2", "--timeout", "280",
-        "--kinds", "pixazo", "pixazo2", "http", "--submits", "2", "--submit-rate", "4",
+        "--n", "20", "--limit", "20", "--burst", "5", "--polls", "1", "--interval", "0.2", "--timeout", "580",
+        "--kinds", "pixazo2", "http", "--submits", "2", "--submit-rate", "4",
     )  # fmt: skip
-    waiting_out = _finish(waiting, 300)
-    parse_out = _finish(parse, 300)
-    rate_out = _finish(rate, 300)
+    waiting_out = _finish(waiting, 600)
+    parse_out = _finish(parse, 600)
+    rate_out = _finish(rate, 600)
 
     rows = json.loads((tmp_path / "waiting.json").read_text())
     assert {r["kind"] for r in rows} == {"pixazo", "http"}
@@ -77,15 +77,14 @@ def test_benchmarks_produce_their_figures(tmp_path: Path) -> None:
     assert "added import ms" in parse_out
 
     rate_rows = json.loads((tmp_path / "rate.json").read_text())
-    assert [r["kind"] for r in rate_rows] == ["pixazo", "pixazo2", "http"]
+    assert [r["kind"] for r in rate_rows] == ["pixazo2", "http"]  # pixazo2: the pixazo worker, twice
     for row in rate_rows:
         for figure in (*RATE_LIMIT_FIGURES, *SUBMIT_FIGURES):
             assert isinstance(row[figure], int | float), figure
         assert row["calls"] >= 40  # two calls per wait at least
         assert row["submits_sent"] == 2
         assert row["ceiling"] is None  # a default connection for ours
-    assert len(rate_rows[0]["learned_rate"]) == 1
-    assert len(rate_rows[1]["learned_rate"]) == 2  # one poller per triggerer
+    assert len(rate_rows[0]["learned_rate"]) == 2  # one poller per triggerer
     assert "share 429" in rate_out
     assert "wall ÷ floor" in rate_out
     assert "met a 429" in rate_out
