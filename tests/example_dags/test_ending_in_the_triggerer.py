@@ -78,6 +78,7 @@ def as_the_triggerer(monkeypatch: pytest.MonkeyPatch, pixazo_emulator: PixazoEmu
             if ti.state != TaskInstanceState.DEFERRED or not isinstance(msg, DeferTask):
                 return outcome
             trigger = import_string(msg.classpath)(**deserialize(msg.trigger_kwargs))
+            trigger.task_instance = sdk_ti  # as the triggerer sets it (dag.test() does not): the trigger pushes
             finish_job(pixazo_emulator, trigger.request_id)
             event = dag_module._run_inline_trigger(trigger, sdk_ti)
             received = adapter.validate_python(adapter.dump_python(event, mode="json"))
