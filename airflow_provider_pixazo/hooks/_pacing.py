@@ -10,18 +10,23 @@ does one above :data:`DELIVERY_GAIN` times the answers coming back, so a slow an
 gateway, a starved loop, 429s still on their way) holds the ramp instead of feeding it.
 
 A 429 pauses the whole loop once for its ``Retry-After`` (not once per wait) and cuts the rate to
-:data:`SHARE` of what the gateway accepted since the previous pause or since the rate last held
+:data:`SHARE` of what the gateway allows: the first one, of the rate the refused poll was sent at
+(the ramp went past the limit there; its average would be far below it); the later ones, of the
+least of that and what the gateway accepted since the previous pause or since the rate last held
 nothing back (of half the rate if that was under :data:`EPISODE_MIN` seconds).
 From then on the rate grows by only :data:`PROBE` a second (at least 1 call/s) while polls are held
 back: it probes slowly for a raised limit, and the key's other calls (submits from workers, another
 triggerer) keep about a tenth of the gateway's allowance between two cuts. Those calls also lower
 what the gateway accepts from this loop, so each cut leaves them their part.
 
-An explicit ``max_polls_per_second`` is a hard cap on all of this. Only arithmetic on the clock's
-times: no I/O, no timers, no logging (:mod:`._poller` sends, schedules and logs).
+An explicit ``max_polls_per_second`` is a hard cap on all of this, below :data:`MIN_RATE` too.
+Only arithmetic on the clock's times: no I/O, no timers, no logging (:mod:`._poller` sends,
+schedules and logs).
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 __all__ = ["Pacing"]
 
@@ -32,7 +37,7 @@ SLOW_START_DOUBLING = 0.5
 #: The rate grows only while below this many times the answers that came back over the last
 #: DELIVERY_WINDOW to 2 x DELIVERY_WINDOW seconds: growth is clocked by answers, not by the clock alone,
 #: so a slow gateway (or a starved loop) cannot be sent ever more calls before its 429s arrive.
-DELIVERY_GAIN = 3.0
+DELIVERY_GAIN = 1.5
 DELIVERY_WINDOW = 0.5
 #: The rate never drops below this (one poll every 5 s); a 429 pause still stops everything.
 MIN_RATE = 0.2
@@ -48,6 +53,11 @@ DEFAULT_RETRY_AFTER = 1.0
 MAX_RETRY_AFTER = 120.0
 #: Polls a late timer may catch up at once, in seconds of schedule (at least one slot).
 PACING_SLACK = 0.005
+
+#: Seconds of rate changes kept to tell the rate a refused poll was sent at (for a later answer: the
+#: oldest kept), at most one a RATE_MARK_STEP (the rate grows at every send).
+RATE_HISTORY = 10.0
+RATE_MARK_STEP = 0.01
 
 _NEVER = float("-inf")
 
@@ -67,6 +77,7 @@ class Pacing:
         "_last_growth",
         "_next_slot",
         "_prev_answers",
+        "_rate_marks",
         "_resumed_at",
         "_win_answers",
         "_win_start",
@@ -96,6 +107,9 @@ class Pacing:
         self._win_start = _NEVER
         self._win_answers = 0
         self._prev_answers = 0
+        # (time, rate) when the rate last changed, for the last RATE_HISTORY seconds: the rate a
+        # refused poll was sent at, once its 429 arrives (a slow answer arrives after more growth).
+        self._rate_marks: deque[tuple[float, float]] = deque()
 
     def set_ceiling(self, cap: float | None) -> None:
         """Apply the connection's ``max_polls_per_second`` (None: no cap); the first call starts the rate."""
@@ -137,9 +151,29 @@ class Pacing:
                 rate = self.rate * 2.0 ** (elapsed / SLOW_START_DOUBLING)
             else:
                 rate = self.rate + max(1.0, self.rate * PROBE) * elapsed
-            self.rate = rate if self.cap is None else min(self.cap, rate)
+            self._set_rate(now, rate)
         self._bound = False
         self._last_growth = now
+
+    def _set_rate(self, now: float, rate: float) -> None:
+        """Set the rate, within the connection's hard cap, and note when it changed."""
+        self.rate = rate if self.cap is None else min(self.cap, rate)
+        marks = self._rate_marks
+        if marks and now - marks[-1][0] < RATE_MARK_STEP:
+            marks[-1] = (marks[-1][0], self.rate)  # growth at every send: one mark per step is enough
+        else:
+            marks.append((now, self.rate))
+        while len(marks) > 1 and marks[1][0] <= now - RATE_HISTORY:
+            marks.popleft()
+
+    def _rate_at(self, when: float) -> float:
+        """The rate in force at ``when`` (the oldest one kept if earlier, the current one if none is kept)."""
+        rate = self._rate_marks[0][1] if self._rate_marks else self.rate
+        for at, marked in self._rate_marks:
+            if at > when:
+                break
+            rate = marked
+        return rate if self.cap is None else min(rate, self.cap)  # a cap lowered since: it held
 
     def accepted(self, now: float) -> None:
         """The gateway took a call: it counts toward the rate it allows, and clocks the rate's growth."""
@@ -170,16 +204,25 @@ class Pacing:
         self.paused_until = max(self.paused_until, now + retry_after)
         cut: float | None = None
         if sent_at > self._decreased_at:
-            # The first 429 of an episode (polls sent before the last cut do not cut again). Since
-            # the end of the previous pause (or since the rate last held nothing back, if later) the
-            # gateway's allowance went from what it saved to nothing, so the calls it took over that
-            # time is the rate it allows, plus what it saved (for a token bucket with this loop as
-            # its only client; less when others share the key): an estimate from above, which the
-            # next episodes bring down. Over too short a time nothing is known: halve.
+            # The first 429 of an episode (polls sent before the last cut do not cut again).
+            sent_rate = self._rate_at(sent_at)
             span = now - max(self._resumed_at, self._calm_at)
-            allowed = self._episode_ok / span if EPISODE_MIN <= span < float("inf") else self.rate / 2
-            self.learned = min(self.rate, allowed)
-            self.rate = max(MIN_RATE, self.learned * SHARE)
+            if not EPISODE_MIN <= span < float("inf"):
+                allowed = sent_rate / 2  # over too short a time nothing is known: halve
+            elif self.learned is None:
+                # Slow start: the gateway took every call of the ramp until the rate it was sent at
+                # went past what it allows (its burst, if any, saved: an estimate from above, which
+                # the next episodes bring down). The average over the ramp would be far below it
+                # with a small burst, and the slow probe would take minutes to climb back.
+                allowed = sent_rate
+            else:
+                # Since the end of the previous pause (or since the rate last held nothing back, if
+                # later) the gateway's allowance went from what it saved to nothing, so the calls it
+                # took over that time is the rate it allows, plus what it saved (for a token bucket
+                # with this loop as its only client; less when others share the key).
+                allowed = self._episode_ok / span
+            self.learned = min(sent_rate, allowed)
+            self._set_rate(now, max(MIN_RATE, self.learned * SHARE))
             self._decreased_at = now
             self._episode_ok = 0
             self._last_growth = self.paused_until
