@@ -45,6 +45,7 @@ import psutil
 import pytest
 from PIL import Image
 
+from airflow_provider_pixazo.batch._submit import WINDOW
 from tests._clock import HeldClock
 from tests.system._stack import AirflowSystem, start_system
 
@@ -52,14 +53,14 @@ pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(9
 
 BATCH_DAGS = Path(__file__).resolve().parent / "batch_dags"
 DAG_ID, TASK_ID = "pixazo_batch_system", "batch"
-#: Enough that try 2 has items to send whatever the operator's intents run ahead of its senders (the
-#: held ones plus up to two windows of ``max_in_flight`` are left ``uncertain`` by the kill).
-N = 64
-PROMPTS = [f"Batch prompt {i}: a lighthouse on a basalt cliff at dawn, watercolour" for i in range(N)]
 #: Submits answered before the emulator starts holding them (the kill then lands mid-submits).
 LET_THROUGH = 20
 #: The operator's default: how many submits one batch task has in flight.
 IN_FLIGHT = 8
+#: Enough that try 2 has items to send however far the operator writes intents ahead of its senders:
+#: the kill leaves the held submits and up to ``WINDOW`` x ``max_in_flight`` written intents ``uncertain``.
+N = LET_THROUGH + IN_FLIGHT * (WINDOW + 1) + 16
+PROMPTS = [f"Batch prompt {i}: a lighthouse on a basalt cliff at dawn, watercolour" for i in range(N)]
 #: Seconds without a heartbeat after which the scheduler fails a task (the default, 300, makes a
 #: crash test wait five minutes; the supervisor heartbeats every 5 s, so 45 s is 9 missed beats, and
 #: three of its slowest API calls, 15 s each).
