@@ -178,6 +178,8 @@ def test_every_data_route_uses_airflows_security_dependencies() -> None:
         "/api/dags/{dag_id}/runs/{run_id}",
         "/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
         "/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/stored/{position}",
+        "/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/batch",
+        "/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/batch/items/{index}/files/{position}",
     }
     for route in guarded:
         calls = dependency_calls(route.dependant)
