@@ -38,8 +38,9 @@ def test_waits_share_one_poller_and_learn_the_gateways_rate_limit(
     hook = PixazoHook()
     ids = [hook.submit(build_generate_request("a lighthouse", n=1)).request_id for _ in range(20)]
     hook.close()
-    # The gateway allows 20 status calls a second; the connection would allow 200.
-    emulator.set_faults(FaultConfig(status_calls_per_second=20, status_burst=5, retry_after=1))
+    # The gateway allows 10 status calls a second, below the poller's starting 20 (at 20 it may never
+    # refuse one: the ramp waits for answers); the connection would allow 200.
+    emulator.set_faults(FaultConfig(status_calls_per_second=10, status_burst=5, retry_after=1))
     conn = {"conn_type": "pixazo", "host": emulator.url, "password": emulator.api_key}
     monkeypatch.setenv("AIRFLOW_CONN_PIXAZO_LIMITED", json.dumps({**conn, "extra": {"max_polls_per_second": 200}}))
 
