@@ -21,7 +21,9 @@ def test_batch_scale_benchmark_produces_its_figures(tmp_path: Path) -> None:
     out = tmp_path / "batch.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    args = ["--n", "3", "--processing-seconds", "0.5", "--poll-interval", "1"]
+    # Jobs of 15 s: a trigger firing before the scheduler has read the deferring workload's exit report
+    # makes Airflow fail the resumed task (apache/airflow#66374); at load 30 that report took 5 s.
+    args = ["--n", "3", "--processing-seconds", "15", "--poll-interval", "1"]
     args += ["--idle-seconds", "1", "--settle-seconds", "0", "--workdir", str(tmp_path / "work"), "--json", str(out)]
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "batch_scale.py"), *args],
