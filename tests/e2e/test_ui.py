@@ -151,7 +151,12 @@ def test_connection_form(browser: Any, airflow_stack: AirflowStack, screenshots:
         assert stored["conn_type"] == "pixazo"
         assert stored["host"] == stack.emulator_url
         # Fields left empty in the form are stored as null, which the hook reads as "not set".
-        assert json.loads(stored["extra"]) == {"timeout": 10, "verify": None, "proxy": None}
+        assert json.loads(stored["extra"]) == {
+            "timeout": 10,
+            "verify": None,
+            "proxy": None,
+            "max_polls_per_second": None,  # left empty: no cap, the rate is learned from the gateway's 429s
+        }
         assert stored["login"] is None
         assert stored["port"] is None
 
