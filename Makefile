@@ -24,7 +24,7 @@ FLOOR_HOME := $(CURDIR)/.airflow-home/floor
 # The unit tests (hooks, models, retry, ...) run on the pinned newest only: they test our code, not Airflow.
 FLOOR_TESTS ?= tests/example_dags tests/testing tests/triggers tests/transfers tests/test_compat.py
 
-.PHONY: demo test test-newest test-floor test-distributed lint-ci e2e lint venv venv-floor clean
+.PHONY: demo test test-newest test-system test-floor test-distributed lint-ci e2e lint venv venv-floor clean
 
 venv: $(STAMP)
 
@@ -53,21 +53,31 @@ demo: $(STAMP)
 		--dags-folder $(CURDIR)/example_dags --output $(CURDIR)/.demo/images
 
 ## The whole suite: unit, emulator, dag.test() runs, S3 on a loopback moto server, lint and types.
-## Four jobs side by side (scripts/run-suites.sh prints each one's output whole when it ends, then a
-## summary, and fails naming the job that failed): the pinned newest, the floor (it builds .venv-floor
-## first), the distributed deployment (Celery, Redis, PostgreSQL) and ruff + mypy. They wait on Airflow
-## subprocesses far more than on the CPU, so this takes about as long as the newest alone.
+## Five jobs side by side (scripts/run-suites.sh prints each one's output whole when it ends, then a
+## summary, and fails naming the job that failed): the pinned newest in process, its real-process and
+## browser tests, the floor (it builds .venv-floor first), the distributed deployment (Celery, Redis,
+## PostgreSQL) and ruff + mypy. They wait on Airflow subprocesses far more than on the CPU.
 ## Redis and PostgreSQL are installed first, before the jobs start, so their apt run never meets the
-## browser's (test-newest) on apt's lock.
+## browser's (test-system) on apt's lock.
 test: $(STAMP)
 	@if [ -n "$$CI" ]; then sh scripts/install-services.sh; fi
-	@MAKE="$(MAKE)" sh scripts/run-suites.sh test-newest test-floor test-distributed lint-ci
+	@MAKE="$(MAKE)" sh scripts/run-suites.sh test-newest test-system test-floor test-distributed lint-ci
 
-## The whole suite on the pinned newest Airflow, but the distributed test (its own job, below).
+# The tests that start real Airflow processes or a browser (markers system, scale, e2e): their own job,
+# so the in-process suite runs beside them instead of after them.
+SYSTEM_MARKERS := (system or scale or e2e) and not distributed
+
+## The in-process suite on the pinned newest Airflow: unit, emulator, dag.test() and chaos runs.
 test-newest: $(STAMP)
+	AIRFLOW_HOME=$(TEST_HOME) $(BIN)/python -m pytest -q --durations=15 -m "not distributed and not ($(SYSTEM_MARKERS))" \
+		$(PYTEST_ARGS)
+
+## Real Airflow deployments (tests/system: the example DAGs with a triggerer killed, 200 mapped prompts,
+## the batch's crash tests; the benchmarks' smoke runs) and the browser tests, one after the other.
+test-system: $(STAMP)
 	@# CI (CI=true) installs Debian's Chromium so the browser test runs; elsewhere it skips without one.
 	@if [ -n "$$CI" ]; then sh scripts/install-browser.sh; fi
-	AIRFLOW_HOME=$(TEST_HOME) $(BIN)/python -m pytest -q --durations=15 -m "not distributed" $(PYTEST_ARGS)
+	AIRFLOW_HOME=$(TEST_HOME)-system $(BIN)/python -m pytest -q --durations=15 -m "$(SYSTEM_MARKERS)" $(PYTEST_ARGS)
 
 ## The distributed deployment (tests/distributed): CeleryExecutor with a Redis broker, PostgreSQL, two
 ## workers and two triggerers, all started by the test. Installs Debian's redis-server and postgresql
