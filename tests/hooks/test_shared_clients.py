@@ -95,6 +95,9 @@ def test_a_poll_in_flight_when_the_loop_ends_is_closed_quietly(
     async def main() -> None:
         # Two connections left idle by concurrent one-off calls on the loop's shared client...
         hook = PixazoHook()
+        # Slow answers keep both calls in flight at once, so each needs a connection of its own even
+        # when a loaded machine would otherwise let the first finish before the second starts.
+        emulator.set_faults(FaultConfig(latency_seconds=0.3, endpoints=("status",)))
         await asyncio.gather(hook.aget_status(request_id), hook.aget_status(request_id))
         assert len(_sockets_to(emulator)) == 2
         # ...then a wait whose poll is still unanswered when main returns: asyncio.run cancels it
