@@ -24,7 +24,7 @@ FLOOR_HOME := $(CURDIR)/.airflow-home/floor
 # The unit tests (hooks, models, retry, ...) run on the pinned newest only: they test our code, not Airflow.
 FLOOR_TESTS ?= tests/example_dags tests/testing tests/triggers tests/transfers tests/test_compat.py
 
-.PHONY: demo test test-newest test-system test-floor test-distributed lint-ci e2e lint venv venv-floor clean
+.PHONY: demo test test-newest test-system test-scale test-floor test-distributed lint-ci e2e lint venv venv-floor clean
 
 venv: $(STAMP)
 
@@ -77,7 +77,17 @@ test-newest: $(STAMP)
 test-system: $(STAMP)
 	@# CI (CI=true) installs Debian's Chromium so the browser test runs; elsewhere it skips without one.
 	@if [ -n "$$CI" ]; then sh scripts/install-browser.sh; fi
-	AIRFLOW_HOME=$(TEST_HOME)-system $(BIN)/python -m pytest -q --durations=15 -m "$(SYSTEM_MARKERS)" $(PYTEST_ARGS)
+	AIRFLOW_HOME=$(TEST_HOME)-system $(BIN)/python -m pytest -q --durations=15 -m "$(SYSTEM_MARKERS)" \
+		--deselect $(SCALE_TEST) $(PYTEST_ARGS)
+
+# 200 mapped prompts on one SQLite metadata DB: on a fresh-clone run its dag-processor died of
+# "database is locked" after 260 s (Airflow's own DELETE FROM dag_warning), so until the test runs on
+# PostgreSQL (as tests/distributed does) it is its own target, not part of `make test`.
+SCALE_TEST := tests/system/test_scale.py::test_two_hundred_mapped_prompts_all_succeed_paid_once
+
+## 200 mapped prompts of the daily example's shape on real processes, retries=0 (issue #17).
+test-scale: $(STAMP)
+	AIRFLOW_HOME=$(TEST_HOME)-scale $(BIN)/python -m pytest -q --durations=5 $(SCALE_TEST)
 
 ## The distributed deployment (tests/distributed): CeleryExecutor with a Redis broker, PostgreSQL, two
 ## workers and two triggerers, all started by the test. Installs Debian's redis-server and postgresql
