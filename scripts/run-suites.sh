@@ -68,6 +68,13 @@ for target in "$@"; do
     if [ "$code" -eq 0 ]; then verdict=ok; else verdict=FAILED; fi
     echo "[suites]   $target: $verdict (exit $code, ${seconds}s)${closing:+: $closing}"
 done
+# CI keeps only the head and tail of a long log, so a failed target's reasons are repeated here, at the
+# end: pytest's short summary lines and the first assertion lines of its tracebacks.
+for target in $failed; do
+    echo "[suites] why $target failed:"
+    grep -E '^(FAILED|ERROR) ' "$logs/$target.log" | head -n 20 | sed 's/^/[suites]     /'
+    grep -E '^E  |^[^ ]+\.py:[0-9]+: ' "$logs/$target.log" | head -n 40 | cut -c1-400 | sed 's/^/[suites]     /'
+done
 if [ -n "$failed" ]; then
     echo "[suites] FAILED:$failed (each one's whole output is above, under its header)"
     exit 1
