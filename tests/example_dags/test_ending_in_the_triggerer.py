@@ -3,16 +3,15 @@ The examples under ``dag.test()`` with the triggerer's handling of events: a wai
 
 ``dag.test()`` runs a trigger inline and then resumes the task on its worker whatever the trigger
 yielded, so on its own it cannot show what a deployment does with a ``TaskSuccessEvent``. Here each
-deferral goes the way the triggerer takes it instead: the trigger is rebuilt from its serialized
-kwargs, its event crosses the triggerer's process boundary (the pydantic model the runner sends its
-events in), and Airflow's own ``handle_event_submit`` applies it to the task instance in the metadata
-DB — ending the task with the event's XComs, or scheduling it to resume. Then the XComs are read back
-from the DB, and the "Pixazo image N" buttons resolved as the API server resolves them.
+deferral goes the way the triggerer takes it instead (the ``as_the_triggerer`` fixture, conftest.py):
+the trigger is rebuilt from its serialized kwargs, its event crosses the triggerer's process boundary,
+and Airflow's own ``handle_event_submit`` applies it to the task instance in the metadata DB — ending
+the task with the event's XComs, or scheduling it to resume. Then the XComs are read back from the DB,
+and the "Pixazo image N" buttons resolved as the API server resolves them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -25,78 +24,6 @@ pytestmark = [pytest.mark.dagrun, pytest.mark.integration]
 # Every XCom key a waiting task leaves when it succeeds (ten image buttons by default).
 LINK_KEYS = {f"_link_PixazoImageLink_{i}" for i in range(10)}
 SUCCESS_KEYS = {"return_value", "pixazo_result", "pixazo_media_urls", *LINK_KEYS}
-
-
-def finish_job(emulator: PixazoEmulator, request_id: str) -> None:
-    """The emulator's job ends now: the wait's first check (on the worker) saw it unfinished, so it deferred."""
-    with emulator._lock:
-        job = emulator._jobs[request_id]
-        emulator._jobs[request_id] = dataclasses.replace(job, queued_seconds=0.0, processing_seconds=0.0)
-
-
-@pytest.fixture
-def as_the_triggerer(monkeypatch: pytest.MonkeyPatch, pixazo_emulator: PixazoEmulator) -> list[str]:
-    """
-    Make dag.test() apply each trigger event as the triggerer does; returns the event types seen.
-
-    Jobs stay PROCESSING until a trigger starts, however slow the machine: every wait defers.
-    """
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.trigger import handle_event_submit
-    from airflow.sdk._shared.module_loading import import_string
-    from airflow.sdk.api.datamodels._generated import TaskInstance as TaskInstanceSDK
-    from airflow.sdk.definitions import dag as dag_module
-    from airflow.sdk.execution_time.comms import DeferTask
-    from airflow.sdk.execution_time.supervisor import run_task_in_process
-    from airflow.sdk.serde import deserialize
-    from airflow.serialization.serialized_objects import create_scheduler_operator
-    from airflow.triggers.base import DiscrimatedTriggerEvent
-    from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
-    from pydantic import TypeAdapter
-
-    seen: list[str] = []
-    pixazo_emulator.processing_seconds = 3600.0
-    adapter: TypeAdapter[Any] = TypeAdapter(DiscrimatedTriggerEvent)
-
-    def run_task(*, ti: Any, task: Any, run_triggerer: bool = False) -> Any:
-        while True:
-            ti.set_state(TaskInstanceState.QUEUED)  # what the execution API expects of a task it starts
-            sdk_ti = TaskInstanceSDK(
-                id=ti.id,
-                task_id=ti.task_id,
-                dag_id=ti.dag_id,
-                run_id=ti.run_id,
-                try_number=ti.try_number,
-                map_index=ti.map_index,
-                dag_version_id=ti.dag_version_id,
-            )
-            outcome = run_task_in_process(ti=sdk_ti, task=task)
-            ti.set_state(outcome.ti.state)
-            ti.task = create_scheduler_operator(outcome.ti.task)
-            msg = outcome.msg
-            if ti.state != TaskInstanceState.DEFERRED or not isinstance(msg, DeferTask):
-                return outcome
-            trigger = import_string(msg.classpath)(**deserialize(msg.trigger_kwargs))
-            trigger.task_instance = sdk_ti  # as the triggerer sets it (dag.test() does not): the trigger pushes
-            finish_job(pixazo_emulator, trigger.request_id)
-            event = dag_module._run_inline_trigger(trigger, sdk_ti)
-            received = adapter.validate_python(adapter.dump_python(event, mode="json"))
-            seen.append(type(received).__name__)
-            with create_session() as session:
-                row = session.get(TaskInstance, ti.id)
-                # As the execution API's defer route left it (dag.test()'s own bookkeeping may not have).
-                row.state = TaskInstanceState.DEFERRED
-                row.next_method = msg.next_method
-                row.next_kwargs = msg.next_kwargs
-                handle_event_submit(received, task_instance=row, session=session)
-            ti.refresh_from_db()
-            if ti.state != TaskInstanceState.SCHEDULED:
-                return None  # ended in the triggerer: no worker resumes it
-            # A plain event: the task resumes on a worker, as after the triggerer.
-
-    monkeypatch.setattr(dag_module, "_run_task", run_task)
-    return seen
 
 
 def xcoms(dag_run: Any, task_id: str, map_index: int = -1) -> dict[str, Any]:
@@ -134,12 +61,12 @@ def expected(pixazo_emulator: PixazoEmulator, request_id: str) -> dict[str, Any]
 
 
 def test_one_task_ends_in_the_triggerer_with_every_xcom_and_link(
-    run_dag: Callable[..., Any], pixazo_emulator: PixazoEmulator, as_the_triggerer: list[str]
+    run_dag: Callable[..., Any], pixazo_emulator: PixazoEmulator, as_the_triggerer: list[tuple[str, str]]
 ) -> None:
     dag_run = run_dag("pixazo_one_task")
 
     assert str(dag_run.state) == "success"
-    assert as_the_triggerer == ["TaskSuccessEvent"]
+    assert [event for _, event in as_the_triggerer] == ["TaskSuccessEvent"]
     assert pixazo_emulator.submit_count() == 1
     found = xcoms(dag_run, "generate_and_wait")
     assert set(found) == SUCCESS_KEYS
@@ -155,12 +82,12 @@ def test_one_task_ends_in_the_triggerer_with_every_xcom_and_link(
 
 
 def test_mapped_sensor_ends_in_the_triggerer_and_the_transfer_reads_its_request(
-    run_dag: Callable[..., Any], pixazo_emulator: PixazoEmulator, as_the_triggerer: list[str]
+    run_dag: Callable[..., Any], pixazo_emulator: PixazoEmulator, as_the_triggerer: list[tuple[str, str]]
 ) -> None:
     dag_run = run_dag("pixazo_daily_content")
 
     assert str(dag_run.state) == "success"
-    assert as_the_triggerer == ["TaskSuccessEvent"] * 4
+    assert [event for _, event in as_the_triggerer] == ["TaskSuccessEvent"] * 4
     assert pixazo_emulator.submit_count() == 4
     for map_index in range(4):
         request_id = xcoms(dag_run, "one_image.generate", map_index)["return_value"]
@@ -174,13 +101,13 @@ def test_mapped_sensor_ends_in_the_triggerer_and_the_transfer_reads_its_request(
 
 
 def test_failure_still_resumes_on_a_worker_records_pixazos_reason_and_fails(
-    run_dag: Callable[..., Any], pixazo_emulator: PixazoEmulator, as_the_triggerer: list[str]
+    run_dag: Callable[..., Any], pixazo_emulator: PixazoEmulator, as_the_triggerer: list[tuple[str, str]]
 ) -> None:
     from airflow_provider_pixazo.testing._jobs import FAILED_MESSAGE
 
     dag_run = run_dag("pixazo_one_task", run_conf={"prompt": "A paper boat [fail]"})
 
-    assert as_the_triggerer == ["TriggerEvent"]
+    assert [event for _, event in as_the_triggerer] == ["TriggerEvent"]
     ti = dag_run.get_task_instance("generate_and_wait")
     assert str(ti.state) == "failed"
     found = xcoms(dag_run, "generate_and_wait")

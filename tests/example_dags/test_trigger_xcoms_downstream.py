@@ -20,78 +20,10 @@ from typing import Any
 import pytest
 
 from airflow_provider_pixazo.testing.emulator import PixazoEmulator
-from tests.example_dags.test_ending_in_the_triggerer import finish_job
 
 pytestmark = [pytest.mark.dagrun, pytest.mark.integration]
 
 LINK_KEYS = [f"_link_PixazoImageLink_{i}" for i in range(10)]
-
-
-@pytest.fixture
-def as_a_triggerer(monkeypatch: pytest.MonkeyPatch, pixazo_emulator: PixazoEmulator) -> dict[str, str]:
-    """
-    Make dag.test() run each trigger as the triggerer does; returns each deferred task's event type.
-
-    Jobs stay PROCESSING until a trigger starts, however slow the machine: every wait defers.
-    """
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.trigger import handle_event_submit
-    from airflow.sdk._shared.module_loading import import_string
-    from airflow.sdk.api.datamodels._generated import TaskInstance as TaskInstanceSDK
-    from airflow.sdk.definitions import dag as dag_module
-    from airflow.sdk.execution_time.comms import DeferTask
-    from airflow.sdk.execution_time.supervisor import run_task_in_process
-    from airflow.sdk.serde import deserialize
-    from airflow.serialization.serialized_objects import create_scheduler_operator
-    from airflow.triggers.base import DiscrimatedTriggerEvent
-    from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
-    from pydantic import TypeAdapter
-
-    seen: dict[str, str] = {}
-    pixazo_emulator.processing_seconds = 3600.0
-    adapter: TypeAdapter[Any] = TypeAdapter(DiscrimatedTriggerEvent)
-
-    def run_task(*, ti: Any, task: Any, run_triggerer: bool = False) -> Any:
-        while True:
-            ti.set_state(TaskInstanceState.QUEUED)  # what the execution API expects of a task it starts
-            sdk_ti = TaskInstanceSDK(
-                id=ti.id,
-                task_id=ti.task_id,
-                dag_id=ti.dag_id,
-                run_id=ti.run_id,
-                try_number=ti.try_number,
-                map_index=ti.map_index,
-                dag_version_id=ti.dag_version_id,
-            )
-            outcome = run_task_in_process(ti=sdk_ti, task=task)
-            ti.set_state(outcome.ti.state)
-            ti.task = create_scheduler_operator(outcome.ti.task)
-            msg = outcome.msg
-            if ti.state != TaskInstanceState.DEFERRED or not isinstance(msg, DeferTask):
-                return outcome
-            trigger = import_string(msg.classpath)(**deserialize(msg.trigger_kwargs))
-            # The triggerer gives every task's trigger its task instance (jobs/triggerer_job_runner.py,
-            # create_triggers); dag.test() does not.
-            trigger.task_instance = sdk_ti
-            finish_job(pixazo_emulator, trigger.request_id)
-            event = dag_module._run_inline_trigger(trigger, sdk_ti)
-            received = adapter.validate_python(adapter.dump_python(event, mode="json"))
-            seen[ti.task_id] = type(received).__name__
-            with create_session() as session:
-                row = session.get(TaskInstance, ti.id)
-                # As the execution API's defer route left it (dag.test()'s own bookkeeping may not have).
-                row.state = TaskInstanceState.DEFERRED
-                row.next_method = msg.next_method
-                row.next_kwargs = msg.next_kwargs
-                handle_event_submit(received, task_instance=row, session=session)
-            ti.refresh_from_db()
-            if ti.state != TaskInstanceState.SCHEDULED:
-                return None  # ended in the triggerer: no worker resumes it
-            # A plain event: the task resumes on a worker, as after the triggerer.
-
-    monkeypatch.setattr(dag_module, "_run_task", run_task)
-    return seen
 
 
 def states(dag_run: Any) -> dict[str, str]:
@@ -102,13 +34,13 @@ def states(dag_run: Any) -> dict[str, str]:
 
 
 def test_edit_pipeline_stores_reading_the_bare_request_ids_of_tasks_ended_in_the_triggerer(
-    run_dag: Callable[..., Any], pixazo_emulator: PixazoEmulator, as_a_triggerer: dict[str, str]
+    run_dag: Callable[..., Any], pixazo_emulator: PixazoEmulator, as_the_triggerer: list[tuple[str, str]]
 ) -> None:
     # store_base's request_id is generate_base.output: had it read '"gpt-image-2_..."', it would fail
     # with PixazoValidationError before downloading anything.
     dag_run = run_dag("pixazo_edit_pipeline")
 
-    assert as_a_triggerer == {"generate_base": "TaskSuccessEvent", "edit": "TaskSuccessEvent"}
+    assert dict(as_the_triggerer) == {"generate_base": "TaskSuccessEvent", "edit": "TaskSuccessEvent"}
     assert states(dag_run) == dict.fromkeys(
         ["generate_base", "store_base", "make_mask", "edit", "store_edit"], "success"
     )
@@ -165,7 +97,7 @@ with DAG(
 
 def test_downstream_tasks_pull_values_not_json_text_and_the_worker_keeps_what_it_alone_does(
     pixazo_emulator: PixazoEmulator,
-    as_a_triggerer: dict[str, str],
+    as_the_triggerer: list[tuple[str, str]],
     airflow_db: None,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -190,7 +122,7 @@ def test_downstream_tasks_pull_values_not_json_text_and_the_worker_keeps_what_it
     dag_run = dag.test()
 
     assert str(dag_run.state) == "success", states(dag_run)
-    assert as_a_triggerer == {
+    assert dict(as_the_triggerer) == {
         "wait": "TaskSuccessEvent",
         # do_xcom_push=False: the worker's end honours it.
         "quiet": "TriggerEvent",
