@@ -7,6 +7,10 @@ link's own :attr:`~PixazoImageLink.xcom_key`; the UI then reads that key. Airflo
 link as ``{name: xcom_key}``, so both are unique per image index. A task that ends in the triggerer
 has no worker to do that: its trigger stores the same answers (:func:`image_url`,
 :func:`image_link_keys`).
+
+The URLs this process pushed are remembered (:func:`remember_media_urls`), so resolving ten buttons
+reads them from memory instead of making ten execution-API calls for the same XCom: with the links'
+ten pushes, those reads were 20 of the ~50 calls a mapped prompt's three tasks made to the API server.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ __all__ = [
     "image_links",
     "image_url",
     "persist_media_urls",
+    "remember_media_urls",
 ]
 
 #: XCom key under which a task pushes the list of its media URLs.
@@ -35,6 +40,12 @@ MEDIA_URLS_XCOM_KEY = "pixazo_media_urls"
 
 #: How many image buttons operators show by default (Pixazo makes at most 10 images per request).
 DEFAULT_LINK_COUNT = 10
+
+# The media URLs this process last pushed, by task instance try. Each workload is a process of its own
+# (or, under dag.test(), every push of the run goes through here), so an entry is never older than the
+# XCom it mirrors. Bounded: a long dag.test() session must not grow it without end.
+_PUSHED: dict[tuple[str, str, str, int, int], Any] = {}
+_PUSHED_MAX = 256
 
 
 @attrs.define()
@@ -69,9 +80,15 @@ class PixazoImageLink(BaseOperatorLink):
         :param operator: the task this link belongs to.
         :param ti_key: the task instance to read the media URLs of.
         """
+        key = _try_key(ti_key)
+        if key is not None and key in _PUSHED:
+            return image_url(_PUSHED[key], self.index)
         from airflow.sdk.execution_time.xcom import XCom
 
-        return image_url(XCom.get_value(ti_key=ti_key, key=MEDIA_URLS_XCOM_KEY), self.index)
+        urls = XCom.get_value(ti_key=ti_key, key=MEDIA_URLS_XCOM_KEY)
+        if key is not None:
+            _remember(key, urls)  # the other buttons of this task read it from here
+        return image_url(urls, self.index)
 
 
 def image_url(urls: Any, index: int) -> str:
@@ -133,4 +150,37 @@ def persist_media_urls(context: Context, media_urls: Sequence[str]) -> None:
     :param context: the task's execution context.
     :param media_urls: the URLs, in order (``RequestResult.media_urls``).
     """
-    context["ti"].xcom_push(key=MEDIA_URLS_XCOM_KEY, value=list(media_urls))
+    ti = context["ti"]
+    urls = list(media_urls)
+    ti.xcom_push(key=MEDIA_URLS_XCOM_KEY, value=urls)
+    remember_media_urls(ti, urls)
+
+
+def remember_media_urls(ti: Any, media_urls: Any) -> None:
+    """
+    Note that this process pushed ``media_urls`` for task instance ``ti``: its links resolve from memory.
+
+    Whatever pushes :data:`MEDIA_URLS_XCOM_KEY` in a task's process calls this after the push.
+
+    :param ti: the task instance (anything with ``dag_id``, ``task_id``, ``run_id``, ``map_index`` and
+        ``try_number``).
+    :param media_urls: the value pushed.
+    """
+    key = _try_key(ti)
+    if key is not None:
+        _remember(key, media_urls)
+
+
+def _try_key(ti: Any) -> tuple[str, str, str, int, int] | None:
+    """Which try of which task instance ``ti`` is, or None if it does not say (nothing is remembered then)."""
+    try:
+        return (ti.dag_id, ti.task_id, ti.run_id, int(ti.map_index), int(ti.try_number))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _remember(key: tuple[str, str, str, int, int], urls: Any) -> None:
+    _PUSHED.pop(key, None)
+    _PUSHED[key] = urls
+    while len(_PUSHED) > _PUSHED_MAX:
+        del _PUSHED[next(iter(_PUSHED))]

@@ -50,5 +50,10 @@ async def push_xcoms(ti: _TaskInstanceKeys, xcoms: Mapping[str, Any]) -> None:
 def _push_all(ti: _TaskInstanceKeys, xcoms: dict[str, Any]) -> None:
     from airflow.sdk.execution_time.xcom import XCom
 
+    from airflow_provider_pixazo.links.pixazo import MEDIA_URLS_XCOM_KEY, remember_media_urls
+
     for key, value in xcoms.items():
         XCom.set(key, value, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)
+        if key == MEDIA_URLS_XCOM_KEY:
+            # Under dag.test() the trigger runs in the task's process: its links must not read a stale memo.
+            remember_media_urls(ti, value)

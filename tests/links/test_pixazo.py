@@ -11,12 +11,16 @@ from airflow.sdk import DAG
 from airflow.sdk.execution_time.xcom import XCom
 from airflow.serialization.serialized_objects import DagSerialization
 
+from airflow_provider_pixazo.events import publish_result
+from airflow_provider_pixazo.links import pixazo as links_module
 from airflow_provider_pixazo.links.pixazo import (
     MEDIA_URLS_XCOM_KEY,
     PixazoImageLink,
     image_links,
     persist_media_urls,
+    remember_media_urls,
 )
+from airflow_provider_pixazo.responses import RequestResult, RequestStatus
 from airflow_provider_pixazo.sensors.pixazo import PixazoRequestSensor
 
 URLS = ["https://cdn.test/0.png", "https://cdn.test/1.png", "https://cdn.test/2.png"]
@@ -99,6 +103,56 @@ def test_persist_media_urls_pushes_a_list() -> None:
 
     persist_media_urls({"ti": TI()}, tuple(URLS))  # type: ignore[typeddict-item]
     assert pushed == {MEDIA_URLS_XCOM_KEY: URLS}
+
+
+class TryKey(TIKey):
+    try_number = 1
+
+
+@pytest.fixture(autouse=True)
+def _forget_pushes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts as a fresh task process: nothing pushed yet."""
+    monkeypatch.setattr(links_module, "_PUSHED", {})
+
+
+def _reads(xcom_store: dict[tuple[str, str], Any]) -> int:
+    return len(xcom_store[("__reads__", "")])
+
+
+def test_a_tasks_ten_buttons_read_its_urls_once(xcom_store: dict[tuple[str, str], Any]) -> None:
+    xcom_store[("wait", MEDIA_URLS_XCOM_KEY)] = URLS
+    answers = [link.get_link(None, ti_key=TryKey()) for link in image_links()]  # type: ignore[arg-type]
+    assert answers == [*URLS, *[""] * 7]
+    assert _reads(xcom_store) == 1  # Airflow's end-of-task resolution calls get_link once per button
+
+
+def test_urls_this_process_pushed_are_not_read_back(xcom_store: dict[tuple[str, str], Any]) -> None:
+    class TI(TryKey):
+        def xcom_push(self, key: str, value: Any) -> None:
+            xcom_store[(self.task_id, key)] = value
+
+    persist_media_urls({"ti": TI()}, [])  # type: ignore[typeddict-item]
+    assert [link.get_link(None, ti_key=TryKey()) for link in image_links()] == [""] * 10  # type: ignore[arg-type]
+    # The wait's result, pushed by the same process later in the try (resumed under dag.test()).
+    publish_result({"ti": TI()}, RequestResult(request_id="r", status=RequestStatus.COMPLETED, media_urls=tuple(URLS)))  # type: ignore[typeddict-item]
+    assert [link.get_link(None, ti_key=TryKey()) for link in image_links(4)] == [*URLS, ""]  # type: ignore[arg-type]
+    assert _reads(xcom_store) == 0
+
+
+def test_what_one_try_pushed_does_not_answer_for_another(xcom_store: dict[tuple[str, str], Any]) -> None:
+    class Retry(TIKey):
+        try_number = 2
+
+    remember_media_urls(TryKey(), URLS)
+    xcom_store[("wait", MEDIA_URLS_XCOM_KEY)] = URLS[:1]
+    assert PixazoImageLink(index=1).get_link(None, ti_key=Retry()) == ""  # type: ignore[arg-type]
+    assert _reads(xcom_store) == 1
+
+
+def test_the_memo_stays_bounded() -> None:
+    for number in range(links_module._PUSHED_MAX + 50):
+        remember_media_urls(type("K", (TIKey,), {"try_number": number})(), URLS)
+    assert len(links_module._PUSHED) == links_module._PUSHED_MAX
 
 
 def test_links_round_trip_through_dag_serialization() -> None:
