@@ -106,10 +106,10 @@ def _wait_port(port: int, what: str, proc: subprocess.Popen[bytes], log: Path, t
     pytest.fail(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s:\n{tail(log)}")
 
 
-def start_servers(logs: Path, procs: Processes) -> Servers:
-    """``initdb`` + postmaster, and redis-server; as the ``postgres`` user when run as root (CI is root,
-    and PostgreSQL refuses to run as root)."""
-    if shutil.which("redis-server") is None:
+def start_servers(logs: Path, procs: Processes, *, redis: bool = True) -> Servers:
+    """``initdb`` + postmaster, and redis-server (unless ``redis`` is false); as the ``postgres`` user when
+    run as root (CI is root, and PostgreSQL refuses to run as root)."""
+    if redis and shutil.which("redis-server") is None:
         _missing("redis-server")
     pg_bin = _postgres_bin()
     # Under /tmp, not pytest's tmp_path: its parents are 0700 root, out of the postgres user's reach.
@@ -163,12 +163,13 @@ def start_servers(logs: Path, procs: Processes) -> Servers:
             start_new_session=True, **user,
         )  # fmt: skip
     procs.started["postgres"] = proc
-    redis = procs.start(
-        "redis",
-        "redis-server", "--port", str(servers.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-        "--dir", str(root), "--protected-mode", "yes",
-    )  # fmt: skip
-    _wait_port(servers.redis_port, "redis-server", redis, logs / "redis.log")
+    if redis:
+        broker = procs.start(
+            "redis",
+            "redis-server", "--port", str(servers.redis_port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(root), "--protected-mode", "yes",
+        )  # fmt: skip
+        _wait_port(servers.redis_port, "redis-server", broker, logs / "redis.log")
     _wait_port(servers.pg_port, "postgres", proc, logs / "postgres.log")
     deadline = time.monotonic() + 30
     while True:
@@ -203,6 +204,28 @@ def stop_servers(servers: Servers) -> None:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
     shutil.rmtree(servers.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_only(logs: Path) -> Iterator[Servers]:
+    """
+    A throwaway PostgreSQL cluster with an empty ``airflow`` database (no Redis), stopped and removed after.
+
+    For LocalExecutor deployments of many tasks (the scale test and benchmarks): on SQLite, Airflow's own
+    job heartbeats die of "database is locked" within minutes of a 100-prompt mapped run, even on a quiet
+    machine. ``servers.procs.started["postgres"]`` is the postmaster, the leader of its backends' session.
+    """
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = Processes({}, logs)
+    try:
+        servers = start_servers(logs, procs, redis=False)
+    except BaseException:
+        procs.stop_together(list(procs.started))  # a postmaster started before the failure
+        raise
+    try:
+        yield servers
+    finally:
+        stop_servers(servers)
 
 
 class RoleProcesses(Processes):

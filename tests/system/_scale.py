@@ -56,13 +56,29 @@ class ScaleRun:
 
 @contextmanager
 def scale_deployment(
-    workdir: Path, migrated_db: Path, n: int, processing_seconds: float, poke_interval: float = 5.0
+    workdir: Path,
+    migrated_db: Path | None,
+    n: int,
+    processing_seconds: float,
+    poke_interval: float = 5.0,
+    sql_alchemy_conn: str | None = None,
 ) -> Iterator[AirflowSystem]:
-    """A deployment running the scale DAG over ``n`` prompts, parsed, unpaused, with the example's pool."""
+    """
+    A deployment running the scale DAG over ``n`` prompts, parsed, unpaused, with the example's pool.
+
+    On a copy of the SQLite ``migrated_db``, or on ``sql_alchemy_conn`` (migrated first) when given.
+    """
     extra = {"PIXAZO_SCALE_PROMPTS": str(n), "PIXAZO_SCALE_POKE_INTERVAL": str(poke_interval)}
     workdir.mkdir(parents=True, exist_ok=True)
     # A loaded machine (other suites side by side) can take minutes to bring five processes up.
-    systems = start_system(workdir, migrated_db, dags_folder=SCALE_DAGS, extra_env=extra, health_timeout=300)
+    systems = start_system(
+        workdir,
+        migrated_db,
+        dags_folder=SCALE_DAGS,
+        extra_env=extra,
+        health_timeout=300,
+        sql_alchemy_conn=sql_alchemy_conn,
+    )
     system = next(systems)
     try:
         system.emulator.processing_seconds = processing_seconds

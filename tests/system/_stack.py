@@ -214,11 +214,12 @@ def _environment(
 
 def start_system(
     tmp_path: Path,
-    migrated_db: Path,
+    migrated_db: Path | None,
     *,
     dags_folder: Path = EXAMPLE_DAGS,
     extra_env: dict[str, str] | None = None,
     health_timeout: float = 120,
+    sql_alchemy_conn: str | None = None,
 ) -> Iterator[AirflowSystem]:
     """
     Emulator + a copy of the migrated sqlite DB ``migrated_db`` + api-server, scheduler, dag-processor,
@@ -226,7 +227,8 @@ def start_system(
 
     ``dags_folder`` (the example DAGs by default) and ``extra_env`` (added to every process's
     environment) let the scale test and benchmark run their own DAG file on the same deployment;
-    ``health_timeout`` is how long every component may take to report healthy.
+    ``health_timeout`` is how long every component may take to report healthy. ``sql_alchemy_conn``
+    (an empty PostgreSQL database, say) replaces the SQLite copy: ``airflow db migrate`` runs on it first.
     """
     from airflow_provider_pixazo.testing.emulator import PixazoEmulator
 
@@ -236,10 +238,17 @@ def start_system(
         folder.mkdir()
     api_port = free_port()
     emulator = PixazoEmulator(api_key=API_KEY).start()
-    procs = Processes({**_environment(home, api_port, emulator.url, images, dags_folder), **(extra_env or {})}, logs)
+    env = {**_environment(home, api_port, emulator.url, images, dags_folder), **(extra_env or {})}
+    if sql_alchemy_conn is not None:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = sql_alchemy_conn
+    procs = Processes(env, logs)
     system = AirflowSystem(home, logs, images, f"http://127.0.0.1:{api_port}", procs, emulator)
     try:
-        copy_db(migrated_db, home)  # what `airflow db migrate` would make, without its seconds of startup
+        if sql_alchemy_conn is None:
+            assert migrated_db is not None, "a SQLite deployment starts from a copy of the migrated DB"
+            copy_db(migrated_db, home)  # what `airflow db migrate` would make, without its seconds of startup
+        else:
+            procs.run("db-migrate", AIRFLOW, "db", "migrate", timeout=300)
         procs.start("api-server", AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(api_port))
         procs.start("dag-processor", AIRFLOW, "dag-processor")
         procs.start("scheduler", AIRFLOW, "scheduler", "--skip-serve-logs")

@@ -7,6 +7,11 @@ every task (``tests/system/dags/pixazo_scale.py``), so one task lost to Airflow'
 (apache/airflow#66374, #67287, #71580, #72716) fails the test instead of being retried away.
 Gateway jobs take 2 s and the sensor polls from 1 s, so most waits defer and their triggers fire
 quickly: the timing that exposed the race. The timed version is ``benchmarks/mapped_scale.py``.
+
+The metadata database is PostgreSQL (a throwaway cluster the test starts: ``tests/distributed/_stack.py``),
+as a deployment running hundreds of tasks at once has: on SQLite, with the rest of ``make test`` beside it
+on 2 cores, Airflow's dag-processor died of "database is locked" after 260 s. ``make test`` runs it in the
+``test-distributed`` job, which installs PostgreSQL first.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.distributed._stack import Servers, postgres_only
 from tests.system._scale import TASKS, run_scale, scale_deployment
 
 pytestmark = [pytest.mark.scale, pytest.mark.integration, pytest.mark.timeout(900)]
@@ -28,9 +35,23 @@ N = int(os.environ.get("PIXAZO_SCALE_TEST_PROMPTS", "200"))
 PROMPTS = {f"Scale prompt {i}: a lighthouse on a basalt cliff at dawn, watercolour" for i in range(N)}
 
 
-def test_two_hundred_mapped_prompts_all_succeed_paid_once(tmp_path: Path, migrated_db: Path) -> None:
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[Servers]:
+    """A throwaway PostgreSQL cluster with an empty ``airflow`` database; stopped and removed after."""
+    with postgres_only(tmp_path / "servers") as servers:
+        yield servers
+
+
+def test_two_hundred_mapped_prompts_all_succeed_paid_once(tmp_path: Path, postgres: Servers) -> None:
     started = time.monotonic()
-    with scale_deployment(tmp_path, migrated_db, N, processing_seconds=2.0, poke_interval=1.0) as system:
+    with scale_deployment(
+        tmp_path / "deployment",
+        None,
+        N,
+        processing_seconds=2.0,
+        poke_interval=1.0,
+        sql_alchemy_conn=postgres.sql_alchemy_conn,
+    ) as system:
         run = run_scale(system, "scale_200", N, timeout=840)
         submitted = [
             call.json["prompt"]
