@@ -119,7 +119,7 @@ def publish_result(context: Context, result: RequestResult) -> dict[str, Any]:
     for key, value in published_xcoms(result).items():
         ti.xcom_push(key=key, value=value)
         if key == MEDIA_URLS_XCOM_KEY:
-            remember_media_urls(ti, value)
+            remember_media_urls(ti, value, context.get("task"))
     return result.to_dict()
 
 
@@ -129,9 +129,10 @@ def task_end_xcoms(
     """
     Every XCom a waiting task leaves when it succeeds, for a trigger that ends the task itself.
 
-    That is :func:`published_xcoms`, the task's ``return_value`` (``task_return``) and, under each
-    key of ``image_link_keys``, the URL its image link resolves to (what Airflow's end-of-task link
-    resolution would store on the worker, and what the UI's buttons read).
+    That is :func:`published_xcoms`, the task's ``return_value`` (``task_return``) and, under the key
+    of each link of ``image_link_keys`` that has an image, its URL (what Airflow's end-of-task link
+    resolution would store on the worker, and what the UI's buttons read; a link without an image
+    stores nothing there either: :class:`~airflow_provider_pixazo.links.pixazo.ImageLinks`).
 
     :param result: the COMPLETED result.
     :param task_return: what the task returns.
@@ -142,7 +143,9 @@ def task_end_xcoms(
     returned: Any = result.to_dict() if task_return is TaskReturn.RESULT else result.request_id
     xcoms = {_RETURN_VALUE_KEY: returned, **published_xcoms(result)}
     for key, index in image_link_keys.items():
-        xcoms[key] = image_url(result.media_urls, index)
+        url = image_url(result.media_urls, index)
+        if url:  # a link with no image stores nothing, as on a worker (links.pixazo.ImageLinks)
+            xcoms[key] = url
     return xcoms
 
 

@@ -65,13 +65,13 @@ def end_in_trigger_link_keys(task: Any, own_execute_complete: Callable[..., Any]
     :param task: the sensor or submit operator about to defer.
     :param own_execute_complete: the provider's ``execute_complete`` of the task's class family.
     """
-    from airflow_provider_pixazo.links.pixazo import image_link_keys
+    from airflow_provider_pixazo.links.pixazo import declared_links, image_link_keys
 
     choice = task.end_from_trigger
     if choice is False:
         return None
     reason = None
-    keys = image_link_keys(task.operator_extra_links)
+    keys = image_link_keys(declared_links(task))  # the task shows none yet: it has no images
     if type(task).execute_complete is not own_execute_complete:
         reason = "execute_complete is overridden"
     elif keys is None:

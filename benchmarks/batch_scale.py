@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -260,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="keep the deployment's files here")
     parser.add_argument("--json", type=Path, default=None, help="also write both rows as JSON")
     args = parser.parse_args(argv)
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so the deployment's processes (own sessions) are stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pixazo-batch-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -267,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         "--database", choices=("postgresql", "sqlite"), default="postgresql", help="the metadata database"
     )
     args = parser.parse_args(argv)
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so the deployment's processes (own sessions) are stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pixazo-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -8,13 +8,20 @@ link as ``{name: xcom_key}``, so both are unique per image index. A task that en
 has no worker to do that: its trigger stores the same answers (:func:`image_url`,
 :func:`image_link_keys`).
 
-The URLs this process pushed are remembered (:func:`remember_media_urls`), so resolving ten buttons
-reads them from memory instead of making ten execution-API calls for the same XCom: with the links'
-ten pushes, those reads were 20 of the ~50 calls a mapped prompt's three tasks made to the API server.
+Each stored answer is one call from the task to the API server, at every task end, deferrals included:
+with ten buttons on the generate task and ten on the wait, a mapped prompt's links cost 40 of its ~75
+calls (api-server log of a 100-prompt run), nearly all for buttons without an image. So:
+
+- a running task that has published its media URLs shows only the links that have an image
+  (:class:`ImageLinks`; the class, the serialized DAG and the UI keep every button, and the UI shows a
+  link without a stored URL as it shows an empty one: not at all);
+- the URLs this process pushed are remembered (:func:`remember_media_urls`), so the links resolve
+  from memory instead of reading the same XCom back once per button.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -27,7 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEDIA_URLS_XCOM_KEY",
+    "ImageLinks",
     "PixazoImageLink",
+    "declared_links",
     "image_link_keys",
     "image_links",
     "image_url",
@@ -134,6 +143,40 @@ def _resolved_as_ours(link: object) -> TypeGuard[PixazoImageLink]:
     )
 
 
+class ImageLinks:
+    """
+    An operator's ``operator_extra_links``: image buttons, all of them but on a task that has fewer images.
+
+    Read on the class (DAG parsing, serialization, mapped tasks, the UI), or on an operator that has not
+    published media URLs yet, it is :func:`image_links` of ``count``. Read on a running task after
+    :func:`persist_media_urls` (or the result's publication) it is only the first links, one per image:
+    Airflow stores one XCom per link when the task ends, so a task without images stores none.
+
+    :param count: how many image buttons the operator offers.
+    """
+
+    def __init__(self, count: int = DEFAULT_LINK_COUNT) -> None:
+        self.links = image_links(count)
+
+    def __get__(self, task: Any, owner: type | None = None) -> tuple[PixazoImageLink, ...]:
+        shown = None if task is None else vars(task).get(_SHOWN)
+        return self.links if shown is None else self.links[:shown]
+
+
+# The instance attribute where a running task notes how many images it has (see ImageLinks).
+_SHOWN = "_pixazo_images_shown"
+
+
+def declared_links(task: Any) -> Any:
+    """
+    Every link ``task`` declares, whatever its running instance shows (:class:`ImageLinks`).
+
+    :param task: an operator.
+    """
+    declared = inspect.getattr_static(task, "operator_extra_links", ())
+    return declared.links if isinstance(declared, ImageLinks) else task.operator_extra_links
+
+
 def image_links(count: int = DEFAULT_LINK_COUNT) -> tuple[PixazoImageLink, ...]:
     """
     Links for the first ``count`` images, for an operator's ``operator_extra_links``.
@@ -153,22 +196,26 @@ def persist_media_urls(context: Context, media_urls: Sequence[str]) -> None:
     ti = context["ti"]
     urls = list(media_urls)
     ti.xcom_push(key=MEDIA_URLS_XCOM_KEY, value=urls)
-    remember_media_urls(ti, urls)
+    remember_media_urls(ti, urls, context.get("task"))
 
 
-def remember_media_urls(ti: Any, media_urls: Any) -> None:
+def remember_media_urls(ti: Any, media_urls: Any, task: Any = None) -> None:
     """
     Note that this process pushed ``media_urls`` for task instance ``ti``: its links resolve from memory.
 
-    Whatever pushes :data:`MEDIA_URLS_XCOM_KEY` in a task's process calls this after the push.
+    Whatever pushes :data:`MEDIA_URLS_XCOM_KEY` calls this after the push.
 
     :param ti: the task instance (anything with ``dag_id``, ``task_id``, ``run_id``, ``map_index`` and
         ``try_number``).
     :param media_urls: the value pushed.
+    :param task: the running operator, whose :class:`ImageLinks` then show one link per image; None
+        (a trigger) changes no operator.
     """
     key = _try_key(ti)
     if key is not None:
         _remember(key, media_urls)
+    if task is not None and isinstance(media_urls, list):
+        vars(task)[_SHOWN] = len(media_urls)
 
 
 def _try_key(ti: Any) -> tuple[str, str, str, int, int] | None:

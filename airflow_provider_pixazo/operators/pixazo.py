@@ -36,7 +36,7 @@ from airflow_provider_pixazo.exceptions import (
     PixazoTimeoutError,
     PixazoValidationError,
 )
-from airflow_provider_pixazo.links.pixazo import image_links, persist_media_urls
+from airflow_provider_pixazo.links.pixazo import ImageLinks, persist_media_urls
 from airflow_provider_pixazo.models import DEFAULT_MODEL, SubmitRequest, build_edit_request, build_generate_request
 from airflow_provider_pixazo.options import IMAGE_OPTIONS, document_options, rendered_options
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus
@@ -77,7 +77,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
     )
     template_fields_renderers = {"extra_params": "json"}
     ui_color = "#f3e8ff"
-    operator_extra_links = image_links()
+    operator_extra_links = ImageLinks()
     # The task state store key; renaming it would orphan requests of tries already in flight.
     external_id_key = "pixazo_request"
 

@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_pixazo.events import TaskReturn, publish_result, result_from_event
 from airflow_provider_pixazo.exceptions import PixazoError
-from airflow_provider_pixazo.links.pixazo import image_links, persist_media_urls
+from airflow_provider_pixazo.links.pixazo import ImageLinks, persist_media_urls
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus, validate_request_id
 from airflow_provider_pixazo.waiting import (
     DEFAULT_MAX_POLL_INTERVAL,
@@ -69,7 +69,7 @@ class PixazoRequestSensor(BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("request_id", "pixazo_conn_id")
-    operator_extra_links = image_links()
+    operator_extra_links = ImageLinks()
     ui_color = "#f4e8ff"
 
     def __init__(

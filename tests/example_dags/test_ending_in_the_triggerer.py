@@ -21,9 +21,11 @@ from airflow_provider_pixazo.testing.emulator import PixazoEmulator
 
 pytestmark = [pytest.mark.dagrun, pytest.mark.integration]
 
-# Every XCom key a waiting task leaves when it succeeds (ten image buttons by default).
-LINK_KEYS = {f"_link_PixazoImageLink_{i}" for i in range(10)}
-SUCCESS_KEYS = {"return_value", "pixazo_result", "pixazo_media_urls", *LINK_KEYS}
+
+def success_keys(images: int) -> set[str]:
+    """Every XCom key a waiting task with ``images`` images leaves: one image button's URL per image."""
+    links = {f"_link_PixazoImageLink_{i}" for i in range(images)}
+    return {"return_value", "pixazo_result", "pixazo_media_urls", *links}
 
 
 def xcoms(dag_run: Any, task_id: str, map_index: int = -1) -> dict[str, Any]:
@@ -69,7 +71,7 @@ def test_one_task_ends_in_the_triggerer_with_every_xcom_and_link(
     assert [event for _, event in as_the_triggerer] == ["TaskSuccessEvent"]
     assert pixazo_emulator.submit_count() == 1
     found = xcoms(dag_run, "generate_and_wait")
-    assert set(found) == SUCCESS_KEYS
+    assert set(found) == success_keys(2)
     request_id = found["return_value"]
     result = expected(pixazo_emulator, request_id)
     assert found["pixazo_result"] == result
@@ -92,7 +94,7 @@ def test_mapped_sensor_ends_in_the_triggerer_and_the_transfer_reads_its_request(
     for map_index in range(4):
         request_id = xcoms(dag_run, "one_image.generate", map_index)["return_value"]
         found = xcoms(dag_run, "one_image.wait", map_index)
-        assert set(found) == SUCCESS_KEYS
+        assert set(found) == success_keys(1)
         result = expected(pixazo_emulator, request_id)
         assert found["return_value"] == found["pixazo_result"] == result
         assert found["pixazo_media_urls"] == result["media_urls"]

@@ -148,7 +148,7 @@ def test_downstream_tasks_pull_values_not_json_text_and_the_worker_keeps_what_it
     assert isinstance(pulled["wait.pixazo_media_urls"], list)
     assert pulled["wait._link_PixazoImageLink_0"] == result["media_urls"][0]
     assert not pulled["wait._link_PixazoImageLink_0"].startswith('"')
-    assert pulled["wait._link_PixazoImageLink_9"] == ""
+    assert pulled["wait._link_PixazoImageLink_9"] is None  # no tenth image: its button stores nothing
     # do_xcom_push=False leaves no return value; the result is published all the same.
     assert pulled["quiet.return_value"] is None
     assert isinstance(pulled["quiet.pixazo_result"], dict)

@@ -16,6 +16,7 @@ from airflow_provider_pixazo.links import pixazo as links_module
 from airflow_provider_pixazo.links.pixazo import (
     MEDIA_URLS_XCOM_KEY,
     PixazoImageLink,
+    declared_links,
     image_links,
     persist_media_urls,
     remember_media_urls,
@@ -153,6 +154,38 @@ def test_the_memo_stays_bounded() -> None:
     for number in range(links_module._PUSHED_MAX + 50):
         remember_media_urls(type("K", (TIKey,), {"try_number": number})(), URLS)
     assert len(links_module._PUSHED) == links_module._PUSHED_MAX
+
+
+def test_a_running_task_shows_one_link_per_image_and_the_class_every_one() -> None:
+    from airflow_provider_pixazo.operators.pixazo import PixazoGenerateImageOperator
+
+    class TI(TryKey):
+        def xcom_push(self, key: str, value: Any) -> None:
+            pass
+
+    op = PixazoGenerateImageOperator(task_id="generate", prompt="A lighthouse")
+    assert op.operator_extra_links == image_links()  # parsed, serialized, shown in the UI: every button
+    persist_media_urls({"ti": TI(), "task": op}, [])  # type: ignore[typeddict-item]
+    # Airflow stores one XCom per link at the task's end (one API call each): none without images.
+    assert op.operator_extra_links == ()
+    publish_result(
+        {"ti": TI(), "task": op},  # type: ignore[typeddict-item]
+        RequestResult(request_id="r", status=RequestStatus.COMPLETED, media_urls=tuple(URLS)),
+    )
+    assert op.operator_extra_links == image_links(3)
+    assert PixazoGenerateImageOperator.operator_extra_links == image_links()
+    assert PixazoRequestSensor.operator_extra_links == image_links()
+    assert declared_links(op) == image_links()  # what a trigger that ends the task stores links for
+    other = PixazoGenerateImageOperator(task_id="other", prompt="A lighthouse")
+    assert other.operator_extra_links == image_links()  # per task, not per class
+
+
+def test_declared_links_of_a_task_that_sets_its_own() -> None:
+    class Own(PixazoRequestSensor):
+        operator_extra_links = (PixazoImageLink(0),)
+
+    sensor = Own(task_id="wait", request_id="r")
+    assert declared_links(sensor) == (PixazoImageLink(0),)
 
 
 def test_links_round_trip_through_dag_serialization() -> None:

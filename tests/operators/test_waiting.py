@@ -310,7 +310,7 @@ def test_trigger_pushes_exactly_what_the_resumed_operator_pushes(gateway: respx.
     kwargs = deferred_trigger_kwargs(op, gateway)
     result = RequestResult(REQUEST_ID, RequestStatus.COMPLETED, media_urls=("https://cdn.test/a.png",))
 
-    context = make_context()
+    context = {**make_context(), "task": op}
     returned = op.execute_complete(context, make_event_payload(WaitOutcome.SUCCESS, REQUEST_ID, result=result))
     pushed = context["ti"].pushed
     links = {link.xcom_key: image_url(pushed[MEDIA_URLS_XCOM_KEY], link.index) for link in op.operator_extra_links}
