@@ -137,7 +137,7 @@ def metadata_database(kind: str, workdir: Path) -> Iterator[tuple[Path | None, s
     """
     if kind == "sqlite":
         template = workdir / "migrated"
-        template.mkdir(exist_ok=True)
+        template.mkdir(parents=True, exist_ok=True)
         yield migrate_template(template), None
         return
     with postgres_only(workdir / "servers") as servers:
