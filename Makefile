@@ -24,15 +24,21 @@ FLOOR_HOME := $(CURDIR)/.airflow-home/floor
 # The unit tests (hooks, models, retry, ...) run on the pinned newest only: they test our code, not Airflow.
 FLOOR_TESTS ?= tests/example_dags tests/testing tests/triggers tests/transfers tests/test_compat.py
 # Example runs that repeat on 3.2 a path a kept floor test already takes there (each still runs on the
-# newest), deselected so the floor job fits beside the others: the second model of the daily example
-# (the request body differs, not Airflow's part), the log-hygiene run, the README's offline example
-# (the daily example's DAG), the batch from an upstream task (the JSONL batch runs the same operator),
-# and the daily example to S3 through Variables (S3 on the floor: the batch and README examples to S3).
+# newest), deselected so the floor job fits beside the others on 2 cores: the second model of the daily
+# example (the request body differs, not Airflow's part), the log-hygiene and key-leak runs (our own
+# logging, the same on both), the README's offline example (the daily example's DAG), the edit pipeline's
+# own run (the floor runs it in test_trigger_xcoms_downstream), the batch from an upstream task, from a
+# local JSONL file and of 200 prompts (the floor runs the same operator from S3 to S3), and the daily
+# example to S3 through Variables (S3 on the floor: the batch's and the README's example to S3).
 FLOOR_DESELECT := \
 	--deselect "tests/example_dags/test_example_dags.py::test_daily_content_runs_end_to_end[gpt-image-1.5]" \
 	--deselect tests/example_dags/test_example_dags.py::test_no_xcom_misses_are_logged \
+	--deselect tests/example_dags/test_example_dags.py::test_api_key_never_printed \
+	--deselect tests/example_dags/test_example_dags.py::test_edit_pipeline_sends_stored_image_and_mask_as_data_uris \
 	--deselect tests/example_dags/test_readme_examples.py::test_offline_test_example_runs \
 	--deselect tests/example_dags/test_batch_catalog.py::test_prompts_from_the_upstream_task_to_local_disk \
+	--deselect tests/example_dags/test_batch_catalog.py::test_prompts_from_a_jsonl_file_to_local_disk \
+	--deselect tests/example_dags/test_batch_catalog.py::test_two_hundred_prompts_in_one_task \
 	--deselect tests/example_dags/test_documented_configurations.py::test_daily_content_to_s3_through_the_variables
 
 .PHONY: demo test test-newest test-system test-scale test-floor test-distributed lint-ci e2e lint venv venv-floor clean

@@ -27,6 +27,17 @@ for target in "$@"; do
     echo "[suites] started $target (log: $logs/$target.log)"
 done
 
+# CPU-seconds of every process reaped so far (the shell's children and theirs, user + system), from the
+# `times` builtin: read after each target is reaped, the difference is that target's CPU. The jobs share
+# 2 cores, so CPU, more than each one's wall time, says where the suite's time goes.
+# `times` runs in this shell (a command substitution would be a subshell with no children of its own).
+children_cpu() {
+    times >"$logs/times"
+    awk 'NR == 2 { total = 0; for (i = 1; i <= 2; i++) { split($i, t, "m"); sub("s", "", t[2]); total += t[1] * 60 + t[2] }; printf "%.0f", total }' "$logs/times"
+}
+children_cpu >"$logs/cpu"
+cpu_before=$(cat "$logs/cpu")
+
 pending="$*"
 failed=""
 next_beat=$((begin + HEARTBEAT))
@@ -41,9 +52,13 @@ while [ -n "$pending" ]; do
         wait "$pid"
         code=$?
         seconds=$(($(date +%s) - $(cat "$logs/$target.start")))
-        echo "$code $seconds" >"$logs/$target.done"
+        children_cpu >"$logs/cpu"
+        cpu_now=$(cat "$logs/cpu")
+        cpu=$((cpu_now - cpu_before))
+        cpu_before=$cpu_now
+        echo "$code $seconds $cpu" >"$logs/$target.done"
         echo
-        echo "======================== $target: exit $code after ${seconds}s ========================"
+        echo "======================== $target: exit $code after ${seconds}s (${cpu} CPU-s) ========================"
         cat "$logs/$target.log"
         echo "======================== end of $target ========================"
         [ "$code" -eq 0 ] || failed="$failed $target"
@@ -60,13 +75,14 @@ while [ -n "$pending" ]; do
 done
 
 echo
-echo "[suites] all done in $(($(date +%s) - begin))s:"
+children_cpu >"$logs/cpu"
+echo "[suites] all done in $(($(date +%s) - begin))s, $(cat "$logs/cpu") CPU-s in all:"
 for target in "$@"; do
-    read -r code seconds <"$logs/$target.done"
+    read -r code seconds cpu <"$logs/$target.done"
     # pytest's closing line ("1101 passed, 1 xfailed in 512.3s"), when the target ran pytest.
     closing=$(grep -E '^=* *[0-9]+ (passed|failed|error|skipped|xfailed|deselected)' "$logs/$target.log" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')
     if [ "$code" -eq 0 ]; then verdict=ok; else verdict=FAILED; fi
-    echo "[suites]   $target: $verdict (exit $code, ${seconds}s)${closing:+: $closing}"
+    echo "[suites]   $target: $verdict (exit $code, ${seconds}s, ${cpu} CPU-s)${closing:+: $closing}"
 done
 # CI keeps only the head and tail of a long log, so a failed target's reasons are repeated here, at the
 # end: pytest's short summary lines and the first assertion lines of its tracebacks.
