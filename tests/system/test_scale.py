@@ -28,7 +28,7 @@ from PIL import Image
 from tests.distributed._stack import Servers, postgres_only
 from tests.system._scale import TASKS, run_scale, scale_deployment
 
-pytestmark = [pytest.mark.scale, pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.scale, pytest.mark.integration, pytest.mark.timeout(1300)]
 
 #: 200 as the issue asks; a smaller number from the environment only to try the test itself quickly.
 N = int(os.environ.get("PIXAZO_SCALE_TEST_PROMPTS", "200"))
@@ -52,7 +52,8 @@ def test_two_hundred_mapped_prompts_all_succeed_paid_once(tmp_path: Path, postgr
         poke_interval=1.0,
         sql_alchemy_conn=postgres.sql_alchemy_conn,
     ) as system:
-        run = run_scale(system, "scale_200", N, timeout=840)
+        # Generous: beside the rest of `make test` on 2 cores the run took 764 s (210 s alone).
+        run = run_scale(system, "scale_200", N, timeout=1100)
         submitted = [
             call.json["prompt"]
             for call in system.emulator.calls
