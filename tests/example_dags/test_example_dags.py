@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from airflow_provider_pixazo.testing.emulator import PixazoEmulator
+from tests.example_dags.test_ending_in_the_triggerer import link_urls, xcoms
 
 pytestmark = [pytest.mark.dagrun, pytest.mark.integration]
 
@@ -87,6 +88,13 @@ def test_one_task_waits_in_the_triggerer(run_dag: Any, pixazo_emulator: PixazoEm
     assert job.body["num_images"] == 2
     assert job.body["image_size"] == "1536x1024"
     assert job.body["background"] == "transparent"
+    # dag.test() resumes the task on its worker: Airflow's end-of-task link resolution stored a URL
+    # for each of the two images and nothing for the eight buttons without one.
+    media_urls = list(job.media_urls)
+    found = xcoms(dag_run, "generate_and_wait")
+    assert {key for key in found if key.startswith("_link_")} == {"_link_PixazoImageLink_0", "_link_PixazoImageLink_1"}
+    links = link_urls(dag_run, "generate_and_wait")
+    assert [links[f"Pixazo image {n}"] for n in range(1, 11)] == [*media_urls, *[None] * 8]
 
 
 def test_edit_pipeline_sends_stored_image_and_mask_as_data_uris(run_dag: Any, pixazo_emulator: PixazoEmulator) -> None:
