@@ -52,7 +52,8 @@ def test_two_hundred_mapped_prompts_all_succeed_paid_once(tmp_path: Path, postgr
         poke_interval=1.0,
         sql_alchemy_conn=postgres.sql_alchemy_conn,
     ) as system:
-        # Generous: beside the rest of `make test` on 2 cores the run took 764 s (210 s alone).
+        # Generous: beside the rest of `make test` on 2 cores the run took 764 s; 100 prompts alone take
+        # about 105 s (benchmarks/RESULTS.md).
         run = run_scale(system, "scale_200", N, timeout=1100)
         submitted = [
             call.json["prompt"]
