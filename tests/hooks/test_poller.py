@@ -62,6 +62,18 @@ class Gateway:
     def limit(self, rate: float, burst: float | None = None) -> None:
         self.bucket = TokenBucket(rate, burst, clock=lambda: self.clock.now)
 
+    def refuse_first_call(self, retry_after: str = "1") -> None:
+        """Answer the first status call 429 with ``Retry-After``, every later one as usual."""
+        refuse = [True]
+
+        async def once(request: httpx.Request) -> httpx.Response | None:
+            if refuse[0]:
+                refuse[0] = False
+                return httpx.Response(429, headers={"Retry-After": retry_after})
+            return None
+
+        self.override = once
+
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         request_id = request.url.path.rsplit("/", 1)[-1]
         key = request.headers.get(KEY_HEADER, "")
@@ -481,15 +493,7 @@ async def test_429s_of_polls_in_flight_cut_the_rate_once_and_only_extend_the_pau
 
 @pytest.mark.asyncio
 async def test_the_rate_recovers_gradually_after_a_cut(clock: VirtualClock, gateway: Gateway) -> None:
-    refuse = [True]
-
-    async def once(request: httpx.Request) -> httpx.Response | None:
-        if refuse[0]:
-            refuse[0] = False
-            return httpx.Response(429, headers={"Retry-After": "1"})
-        return None
-
-    gateway.override = once
+    gateway.refuse_first_call()
     gateway.default_not_yet = 10_000
     poller = make_poller(clock, max_polls_per_second=50)
     waits = [start(poller, rid(i), clock=clock, interval=0.1) for i in range(200)]
@@ -694,15 +698,7 @@ async def test_an_explicit_cap_stays_a_hard_cap(clock: VirtualClock, gateway: Ga
 @pytest.mark.asyncio
 async def test_a_cap_below_the_rates_floor_stays_hard_after_a_429(clock: VirtualClock, gateway: Gateway) -> None:
     """max_polls_per_second=0.1 (allowed) is kept after a 429 too, though the learned rate never drops below 0.2."""
-    refuse = [True]
-
-    async def once(request: httpx.Request) -> httpx.Response | None:
-        if refuse[0]:
-            refuse[0] = False
-            return httpx.Response(429, headers={"Retry-After": "1"})
-        return None
-
-    gateway.override = once
+    gateway.refuse_first_call()
     gateway.default_not_yet = 10_000
     poller = make_poller(clock, max_polls_per_second=0.1)
     waits = [start(poller, rid(i), clock=clock, interval=1) for i in range(20)]
