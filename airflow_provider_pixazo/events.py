@@ -113,13 +113,13 @@ def publish_result(context: Context, result: RequestResult) -> dict[str, Any]:
     The dict goes to XCom under :data:`RESULT_XCOM_KEY`; the media URLs go where the image links
     read them.
     """
-    from airflow_provider_pixazo.links.pixazo import MEDIA_URLS_XCOM_KEY, remember_media_urls
+    from airflow_provider_pixazo.links.pixazo import MEDIA_URLS_XCOM_KEY, persist_media_urls
 
-    ti = context["ti"]
     for key, value in published_xcoms(result).items():
-        ti.xcom_push(key=key, value=value)
         if key == MEDIA_URLS_XCOM_KEY:
-            remember_media_urls(ti, value, context.get("task"))
+            persist_media_urls(context, value)  # also what the task's image links resolve from
+        else:
+            context["ti"].xcom_push(key=key, value=value)
     return result.to_dict()
 
 
