@@ -267,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--database", choices=("postgresql", "sqlite"), default="postgresql", help="the metadata database"
     )
+    parser.add_argument(
+        "--shape",
+        choices=("sensor", "one_task"),
+        default="sensor",
+        help="generate -> sensor -> store (the daily example), or generate waiting itself -> store",
+    )
     args = parser.parse_args(argv)
     # `kill` (SIGTERM) unwinds like Ctrl-C, so the deployment's processes (own sessions) are stopped too.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -279,10 +285,16 @@ def main(argv: list[str] | None = None) -> int:
         with (
             metadata_database(args.database, workdir / f"db-{n}") as (db, url),
             scale_deployment(
-                workdir / f"n{n}", db, n, args.processing_seconds, args.poke_interval, sql_alchemy_conn=url
+                workdir / f"n{n}",
+                db,
+                n,
+                args.processing_seconds,
+                args.poke_interval,
+                sql_alchemy_conn=url,
+                shape=args.shape,
             ) as system,
         ):
-            print(f"[scale] N={n}: deployment up on {args.database}, logs in {system.logs}", flush=True)
+            print(f"[scale] N={n}: {args.shape} shape, {args.database}, logs in {system.logs}", flush=True)
             time.sleep(args.settle_seconds)  # the start-up's own work (first parses, migrations) is not idle
             for number in range(1, args.runs + 1):
                 row = measure_pipeline(system, f"scale_{n}_{number}", n, args.idle_seconds, args.timeout)

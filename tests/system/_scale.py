@@ -62,13 +62,20 @@ def scale_deployment(
     processing_seconds: float,
     poke_interval: float = 5.0,
     sql_alchemy_conn: str | None = None,
+    shape: str = "sensor",
 ) -> Iterator[AirflowSystem]:
     """
     A deployment running the scale DAG over ``n`` prompts, parsed, unpaused, with the example's pool.
 
     On a copy of the SQLite ``migrated_db``, or on ``sql_alchemy_conn`` (migrated first) when given.
+    ``shape``: ``sensor`` (generate -> wait -> store, the daily example's) or ``one_task`` (generate
+    waiting itself -> store).
     """
-    extra = {"PIXAZO_SCALE_PROMPTS": str(n), "PIXAZO_SCALE_POKE_INTERVAL": str(poke_interval)}
+    extra = {
+        "PIXAZO_SCALE_PROMPTS": str(n),
+        "PIXAZO_SCALE_POKE_INTERVAL": str(poke_interval),
+        "PIXAZO_SCALE_SHAPE": shape,
+    }
     workdir.mkdir(parents=True, exist_ok=True)
     # A loaded machine (other suites side by side) can take minutes to bring five processes up.
     systems = start_system(

@@ -5,7 +5,9 @@ deferrable sensor wait -> store, with ``retries=0`` on every task so no failure 
 
 The number of prompts is read when the file is parsed, from ``PIXAZO_SCALE_PROMPTS`` in the
 environment the deployment's processes were started with (default 4); the sensor's first poll
-interval from ``PIXAZO_SCALE_POKE_INTERVAL`` (default 5 s, the example's).
+interval from ``PIXAZO_SCALE_POKE_INTERVAL`` (default 5 s, the example's). ``PIXAZO_SCALE_SHAPE=one_task``
+makes generate and wait one task (``pixazo_one_task``'s ``wait_for_completion=True, deferrable=True``,
+polling from the same interval) -> store, for ``benchmarks/mapped_scale.py --shape one_task``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ PROMPTS = [
     for i in range(int(os.environ.get("PIXAZO_SCALE_PROMPTS", "4")))
 ]
 POKE_INTERVAL = float(os.environ.get("PIXAZO_SCALE_POKE_INTERVAL", "5"))
+ONE_TASK = os.environ.get("PIXAZO_SCALE_SHAPE", "sensor") == "one_task"
 SCALE_IMAGES = Asset(name="pixazo_scale_images", uri="file:///pixazo/scale-images")
 
 with DAG(
@@ -48,14 +51,7 @@ with DAG(
             output_format="png",
             pool="pixazo",
             retries=0,
-        )
-        wait = PixazoRequestSensor(
-            task_id="wait",
-            request_id=generate.output,
-            deferrable=True,
-            poke_interval=POKE_INTERVAL,
-            timeout=1800,
-            retries=0,
+            **({"wait_for_completion": True, "deferrable": True, "poll_interval": POKE_INTERVAL} if ONE_TASK else {}),
         )
         store = PixazoToObjectStorageOperator(
             task_id="store",
@@ -63,6 +59,17 @@ with DAG(
             destination="{{ var.value.pixazo_destination }}",
             provenance={"prompt": prompt, "model": "gpt-image-2", "size": "1024x1024", "quality": "low"},
             outlets=[SCALE_IMAGES],
+            retries=0,
+        )
+        if ONE_TASK:
+            generate >> store
+            return
+        wait = PixazoRequestSensor(
+            task_id="wait",
+            request_id=generate.output,
+            deferrable=True,
+            poke_interval=POKE_INTERVAL,
+            timeout=1800,
             retries=0,
         )
         generate >> wait >> store
