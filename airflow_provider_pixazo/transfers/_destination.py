@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from airflow_provider_pixazo.exceptions import PixazoValidationError
 from airflow_provider_pixazo.media import EXTENSIONS
-from airflow_provider_pixazo.storage import require_storage_connection
+from airflow_provider_pixazo.storage import attach_local_filesystem, require_storage_connection
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -159,6 +159,7 @@ def resolve_destination(destination: Any, conn_id: str | None = None) -> ObjectS
     if protocol in _LOCAL_PROTOCOLS:
         if not path.path.startswith("/"):
             raise PixazoValidationError("destination", str(destination), "an absolute local path")
+        attach_local_filesystem()  # before the path's first file-system use: no provider discovery
     elif not path.path.split("/", 1)[0] or (isinstance(source, str) and not _netloc(source)):
         raise PixazoValidationError("destination", str(destination), f"a {protocol}:// URI with a bucket/container")
     return path

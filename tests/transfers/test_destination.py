@@ -77,3 +77,48 @@ def test_layout_with_a_generic_media_type_checks_every_extension() -> None:
     # Image 0 as .jpg and image 1 as .png cannot collide, but {index} is still needed for two images.
     with pytest.raises(PixazoValidationError, match="add \\{index\\}"):
         check_layout("{request_id}.{ext}", RID, "application/octet-stream", 2, None)
+
+
+_FRESH_INTERPRETER_WRITE = """
+import sys
+from airflow_provider_pixazo.transfers._destination import resolve_destination
+path = resolve_destination(sys.argv[1]) / "a.png"
+path.write_bytes(b"x")
+print(type(path.fs).__name__, path.read_bytes().decode(), "airflow.providers.amazon.aws.fs.s3" in sys.modules)
+"""
+
+
+def test_a_local_destination_writes_without_importing_every_providers_file_system(tmp_path: Path) -> None:
+    """Airflow's ``get_fs`` imports every provider's file system first (boto3 with the amazon one)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("airflow.providers.amazon")  # the module that would be imported
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_INTERPRETER_WRITE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.split() == ["LocalFileSystem", "x", "False"], done.stderr[-2000:]
+    assert (tmp_path / "a.png").read_bytes() == b"x"
+
+
+def test_a_file_store_the_dag_attached_is_kept(tmp_path: Path) -> None:
+    from airflow.sdk.io import attach
+    from airflow.sdk.io.store import _STORE_CACHE
+    from fsspec.implementations.local import LocalFileSystem
+
+    class Traced(LocalFileSystem):
+        pass
+
+    saved = {alias: _STORE_CACHE.pop(alias, None) for alias in ("file", "local")}
+    try:
+        attach("file", fs=Traced())
+        assert isinstance(resolve_destination(str(tmp_path)).fs, Traced)
+    finally:
+        for alias, store in saved.items():
+            _STORE_CACHE.pop(alias, None)
+            if store is not None:
+                _STORE_CACHE[alias] = store
