@@ -81,6 +81,37 @@ def sessions_cpu_seconds(sessions: set[int]) -> float:
     return total / TICKS
 
 
+def cpu_by_part(parts: dict[str, int]) -> dict[str, float]:
+    """
+    CPU-seconds so far of each part of the deployment, ``parts`` naming each session by its leader's pid.
+
+    The scheduler's session also holds LocalExecutor's workers and the task processes they supervise:
+    those (and every child the scheduler has reaped) count as ``tasks``, the scheduler's own time as
+    ``scheduler``. In every other session each process counts for the session's part.
+    """
+    names = {sid: name for name, sid in parts.items()}
+    totals = dict.fromkeys([*parts, "tasks"], 0.0)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                rest = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(rest[3]))
+        if name is None:
+            continue
+        own, reaped = (int(rest[11]) + int(rest[12])) / TICKS, (int(rest[13]) + int(rest[14])) / TICKS
+        if name == "scheduler":
+            leader = int(entry) == parts[name]
+            totals["scheduler" if leader else "tasks"] += own
+            totals["tasks"] += reaped
+        else:
+            totals[name] += own + reaped
+    return totals
+
+
 def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -126,6 +157,13 @@ def _sessions(system: Any) -> set[int]:
     return {proc.pid for proc in system.procs.started.values()} | SERVER_SESSIONS
 
 
+def _parts(system: Any) -> dict[str, int]:
+    """Each running part of the deployment by name (not ``db-migrate``, long done), with its session id."""
+    parts = {name: proc.pid for name, proc in system.procs.started.items() if proc.poll() is None}
+    parts.update({f"postgresql{'' if i == 0 else i}": sid for i, sid in enumerate(sorted(SERVER_SESSIONS))})
+    return parts
+
+
 @contextmanager
 def metadata_database(kind: str, workdir: Path) -> Iterator[tuple[Path | None, str | None]]:
     """
@@ -161,10 +199,17 @@ def idle_rates(system: Any, seconds: float) -> tuple[float, float]:
 def measure_pipeline(system: Any, run_id: str, n: int, idle_seconds: float, timeout: float) -> Measured:
     rate, tree_rate = idle_rates(system, idle_seconds)
     sessions = _sessions(system)
+    parts = _parts(system)
     before, busy0, own0, tree0 = load(), machine_busy_seconds(), own_cpu(), sessions_cpu_seconds(sessions)
+    parts0 = cpu_by_part(parts)
     run: ScaleRun = run_scale(system, run_id, n, timeout)
     busy = machine_busy_seconds() - busy0
     tree = sessions_cpu_seconds(sessions) - tree0
+    parts1 = cpu_by_part(parts)
+    images = max(len(run.images), 1)
+    # Not idle-subtracted: where the run's CPU went, part by part, per image.
+    by_part = {name: round((parts1[name] - parts0[name]) / images, 3) for name in parts1}
+    by_part["emulator"] = round((own_cpu() - own0) / images, 3)
     return Measured(
         kind="mapped",
         n=n,
@@ -191,6 +236,7 @@ def measure_pipeline(system: Any, run_id: str, n: int, idle_seconds: float, time
             "died_before_report_logged": run.stale_failed,
             "idle_rate_cores": round(rate, 3),
             "deployment_idle_rate_cores": round(tree_rate, 3),
+            "cpu_s_per_image_by_part": by_part,
         },
     )
 
@@ -236,7 +282,9 @@ def _row(m: Measured) -> str:
         extra = (
             f"state={d['state']} workloads={d['workloads']} failed={d['failed']} submits={d['submits']} "
             f"(max/prompt {d['max_submits_per_prompt']}) stale-success logged={d['stale_success_logged']} "
-            f"died-before-report logged={d['died_before_report_logged']}"
+            f"died-before-report logged={d['died_before_report_logged']}\n"
+            "       CPU-s per image by part (idle not subtracted): "
+            + "  ".join(f"{name} {value:.3f}" for name, value in d["cpu_s_per_image_by_part"].items())
         )
     else:
         extra = (

@@ -43,6 +43,9 @@ def test_mapped_scale_benchmark_produces_its_figures(tmp_path: Path) -> None:
         assert row["images"] == 2, row
     mapped, floor = rows
     assert {"workloads", "failed", "submits", "stale_success_logged"} <= set(mapped["details"])
+    by_part = mapped["details"]["cpu_s_per_image_by_part"]
+    assert set(by_part) == {"api-server", "scheduler", "dag-processor", "triggerer", "tasks", "emulator"}, by_part
+    assert by_part["tasks"] > 0, by_part  # the task processes ran under the scheduler's LocalExecutor
     assert {"client_cpu_s", "status_calls", "submits"} <= set(floor["details"])
     assert "mapped N=    2" in done.stdout
     assert "floor  N=    2" in done.stdout
