@@ -40,6 +40,7 @@ __all__ = [
     "image_link_keys",
     "image_links",
     "image_url",
+    "note_no_images",
     "persist_media_urls",
     "remember_media_urls",
 ]
@@ -197,6 +198,21 @@ def persist_media_urls(context: Context, media_urls: Sequence[str]) -> None:
     urls = list(media_urls)
     ti.xcom_push(key=MEDIA_URLS_XCOM_KEY, value=urls)
     remember_media_urls(ti, urls, context.get("task"))
+
+
+def note_no_images(context: Context) -> None:
+    """
+    Note, without any API call, that this try has no images yet: its links answer "none".
+
+    The running task's :class:`ImageLinks` then show no link, so Airflow stores none when the try ends
+    (deferrals included) and logs no XCom miss. Nothing needs clearing: Airflow deletes a task
+    instance's XComs when a new try starts (the execution API's ``run``, except on a resume from a
+    deferral), so an earlier try's media URLs cannot show. This replaced a push of ``[]`` per task,
+    one execution-API call each.
+
+    :param context: the task's execution context.
+    """
+    remember_media_urls(context["ti"], [], context.get("task"))
 
 
 def remember_media_urls(ti: Any, media_urls: Any, task: Any = None) -> None:

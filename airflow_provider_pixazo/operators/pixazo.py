@@ -36,7 +36,7 @@ from airflow_provider_pixazo.exceptions import (
     PixazoTimeoutError,
     PixazoValidationError,
 )
-from airflow_provider_pixazo.links.pixazo import ImageLinks, persist_media_urls
+from airflow_provider_pixazo.links.pixazo import ImageLinks, note_no_images
 from airflow_provider_pixazo.models import DEFAULT_MODEL, SubmitRequest, build_edit_request, build_generate_request
 from airflow_provider_pixazo.options import IMAGE_OPTIONS, document_options, rendered_options
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus
@@ -149,9 +149,8 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
 
     def execute(self, context: Context) -> str:
         """Validate, submit once (or reuse an earlier try's request), optionally wait; return the request id."""
-        # Until the images exist the links answer "none"; without this, Airflow's end-of-task link
-        # resolution logs an XCom miss per link on every try that ends without images.
-        persist_media_urls(context, [])
+        # Until the images exist the links answer "none": no link is stored, no XCom miss logged.
+        note_no_images(context)
         self._published = False
         self._request = self.build_request()
         self._fingerprint = _fingerprint(self._request)
@@ -167,6 +166,7 @@ class _PixazoSubmitOperator(ResumableJobMixin, BaseOperator):
         """Resume after the trigger fired: publish the result, or fail with Pixazo's reason."""
         from airflow_provider_pixazo.plugins.records import record_failure
 
+        note_no_images(context)  # a resumed try runs in a new process: no images until published
         record_failure(context, event)  # a FAILED/ERROR result, for the Pixazo view
         result = result_from_event(event)
         return self._publish(context, result)

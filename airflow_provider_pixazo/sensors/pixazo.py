@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_pixazo.events import TaskReturn, publish_result, result_from_event
 from airflow_provider_pixazo.exceptions import PixazoError
-from airflow_provider_pixazo.links.pixazo import ImageLinks, persist_media_urls
+from airflow_provider_pixazo.links.pixazo import ImageLinks, note_no_images
 from airflow_provider_pixazo.responses import RequestResult, RequestStatus, validate_request_id
 from airflow_provider_pixazo.waiting import (
     DEFAULT_MAX_POLL_INTERVAL,
@@ -114,9 +114,8 @@ class PixazoRequestSensor(BaseSensorOperator):
 
     def _wait(self, context: Context) -> Any:
         self.request_id = validate_request_id(self.request_id)
-        # Until the images exist the links answer "none"; without this, Airflow's end-of-task link
-        # resolution logs an XCom miss per link on every failed or skipped try.
-        persist_media_urls(context, [])
+        # Until the images exist the links answer "none": no link is stored, no XCom miss logged.
+        note_no_images(context)
         if not self.deferrable:
             return super().execute(context)
         try:
@@ -162,6 +161,7 @@ class PixazoRequestSensor(BaseSensorOperator):
         """
         from airflow_provider_pixazo.plugins.records import record_failure
 
+        note_no_images(context)  # a resumed try runs in a new process: no images until published
         record_failure(context, event)  # a FAILED/ERROR result, for the Pixazo view
         try:
             result = result_from_event(event)

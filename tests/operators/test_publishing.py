@@ -76,12 +76,15 @@ def test_polling_wait_publishes_the_result(gateway: respx.MockRouter, clock: Fak
     assert context["ti"].pushed[MEDIA_URLS_XCOM_KEY] == MEDIA_URLS
 
 
-def test_without_waiting_only_an_empty_media_list_is_published(gateway: respx.MockRouter) -> None:
-    """The links answer "no image" instead of logging an XCom miss, and no result is claimed."""
+def test_without_waiting_nothing_is_published_and_no_link_is_shown(gateway: respx.MockRouter) -> None:
+    """No result is claimed, and the task stores no link (no API call per link, no XCom miss logged)."""
     gateway.post(GEN2_URL).mock(return_value=submitted())
-    context = make_context()
-    generate().execute(context)
-    assert context["ti"].pushed == {MEDIA_URLS_XCOM_KEY: []}
+    task = generate()
+    context = {**make_context(), "task": task}  # as the Task Runner gives it
+    task.execute(context)
+    assert context["ti"].pushed == {}
+    assert task.operator_extra_links == ()  # what Airflow resolves and stores when the try ends
+    assert len(type(task).operator_extra_links) == 10  # the class (DAG, UI) still offers ten
 
 
 def test_a_finished_wait_publishes_the_real_media_urls(emulator: PixazoEmulator, files: dict[str, Path]) -> None:

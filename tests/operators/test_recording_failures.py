@@ -14,7 +14,6 @@ import respx
 
 from airflow_provider_pixazo.events import RESULT_XCOM_KEY, WaitOutcome, make_event_payload
 from airflow_provider_pixazo.exceptions import PixazoRequestErroredError, PixazoRequestFailedError
-from airflow_provider_pixazo.links.pixazo import MEDIA_URLS_XCOM_KEY
 from airflow_provider_pixazo.plugins.records import FAILURE_XCOM_KEY
 from airflow_provider_pixazo.responses import RequestResult
 from airflow_provider_pixazo.testing.emulator import PixazoEmulator
@@ -47,7 +46,7 @@ def test_polling_wait_records_the_failure_as_the_deferred_path_does(
         "updated_at": "2026-03-31T10:00:15.000Z",
         "completed_at": None,
     }
-    assert set(polled["ti"].pushed) == {MEDIA_URLS_XCOM_KEY, FAILURE_XCOM_KEY}  # no result claimed
+    assert set(polled["ti"].pushed) == {FAILURE_XCOM_KEY}  # no result claimed, no media URLs
     assert API_KEY not in json.dumps(polled["ti"].pushed)
 
     # The same result arriving through the trigger is recorded identically (same key, same shape).

@@ -11,7 +11,6 @@ import pytest
 import respx
 from airflow.sdk import DAG
 
-from airflow_provider_pixazo.links.pixazo import MEDIA_URLS_XCOM_KEY
 from airflow_provider_pixazo.options import IMAGE_OPTIONS
 from airflow_provider_pixazo.testing.emulator import PixazoEmulator
 from tests.conftest import API_KEY, BASE_URL, FakeTaskStateStore, make_context
@@ -210,8 +209,8 @@ def test_generate_submits_once_with_the_models_wire_body(
     assert request.headers["Content-Type"] == "application/json"
     assert request.headers["Cache-Control"] == "no-cache"
     assert "X-Webhook-URL" not in request.headers
-    # Not waiting: no result, an empty media list for the image links.
-    assert context["ti"].pushed == {MEDIA_URLS_XCOM_KEY: []}
+    # Not waiting: no result, nothing pushed for the image links (they answer "none").
+    assert context["ti"].pushed == {}
 
 
 def test_unset_parameters_are_not_sent(gateway: respx.MockRouter) -> None:

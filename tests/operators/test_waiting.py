@@ -58,6 +58,7 @@ def test_deferrable_wait_defers_to_the_trigger(gateway: respx.MockRouter, monkey
         max_poll_interval=timedelta(minutes=2),
         pixazo_conn_id="pixazo_art",
     )
+    context["task"] = op  # as the Task Runner gives it
     before = time.time()
 
     with pytest.raises(TaskDeferred) as info:
@@ -85,8 +86,9 @@ def test_deferrable_wait_defers_to_the_trigger(gateway: respx.MockRouter, monkey
     assert rebuilt.serialize() == (classpath, kwargs)
     # The request id was saved before deferring, so a retry of this try will not pay again.
     assert store.data[STORE_KEY]["request_id"] == REQUEST_ID
-    # Only the empty image list, so the links answer "none" while it waits.
-    assert context["ti"].pushed == {MEDIA_URLS_XCOM_KEY: []}
+    # Nothing pushed while it waits (no API call), and no link stored when it defers.
+    assert context["ti"].pushed == {}
+    assert op.operator_extra_links == ()
 
 
 @pytest.mark.parametrize("configured", [True, False])

@@ -170,6 +170,7 @@ def test_deferrable_defers_with_trigger(gateway: respx.MockRouter, context: dict
     sensor = make_sensor(
         deferrable=True, pixazo_conn_id="pixazo_other", poke_interval=15, timeout=900, max_poll_interval=300
     )
+    context["task"] = sensor  # as the Task Runner gives it
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(
             "AIRFLOW_CONN_PIXAZO_OTHER", '{"conn_type": "pixazo", "host": "https://gateway.test", "password": "k"}'
@@ -186,8 +187,9 @@ def test_deferrable_defers_with_trigger(gateway: respx.MockRouter, context: dict
     assert kwargs["poll_interval"] == 15.0
     assert kwargs["timeout"] == 900.0
     assert kwargs["max_poll_interval"] == 300.0
-    # Only the empty image list, so the links answer "none" while it waits.
-    assert context["ti"].pushed == {MEDIA_URLS_XCOM_KEY: []}
+    # Nothing pushed while it waits (no API call), and no link stored when it defers.
+    assert context["ti"].pushed == {}
+    assert sensor.operator_extra_links == ()
 
 
 def test_deferrable_does_not_defer_when_already_completed(gateway: respx.MockRouter, context: dict[str, Any]) -> None:
