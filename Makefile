@@ -104,7 +104,7 @@ test-system: $(STAMP)
 
 # 200 mapped prompts run on PostgreSQL (on SQLite, beside the other jobs, Airflow's dag-processor died
 # of "database is locked" after 260 s), in a job of their own started first: the example's pool of 4
-# submits at a time makes it the longest job (its run took 12.7 min beside the others).
+# submits at a time makes it the longest job (7.8 min beside the others in a fresh-clone run).
 SCALE_TEST := tests/system/test_scale.py::test_two_hundred_mapped_prompts_all_succeed_paid_once
 
 ## 200 mapped prompts of the daily example's shape on real processes and PostgreSQL, retries=0 (issue #17).
