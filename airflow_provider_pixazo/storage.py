@@ -1,11 +1,15 @@
 """
-Connections for object storage: a named ``*_conn_id`` must exist before any byte moves.
+Object storage as our tasks reach it: named connections must exist, local paths skip discovery.
+
+A named ``*_conn_id`` must exist before any byte moves, and a local path gets its file system without
+Airflow importing every provider's.
 
 The transfer's ``dest_conn_id`` and the edit operator's ``images_conn_id`` are handed to Airflow's
 ``ObjectStoragePath``, whose file systems (s3fs through the amazon provider, for one) treat a
 connection they cannot find as "use the default credential chain". That would read or write with
 whatever identity the worker happens to have, so a missing id is refused here first. Not for the
-Pixazo connection itself (the hook reads that one and fails on its own).
+Pixazo connection itself (the hook reads that one and fails on its own). :func:`attach_local_filesystem`
+says why a local path needs help.
 """
 
 from __future__ import annotations
