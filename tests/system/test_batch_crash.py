@@ -272,7 +272,12 @@ def test_worker_killed_mid_submits_retry_pays_only_for_the_unsent(
     assert len(before_kill) == LET_THROUGH
     # The held submits reach Pixazo now and are taken; the killed task never hears their ids.
     emulator.release_submits()
-    system.wait_for("the held submits to be taken", lambda: emulator.held_submits == 0, timeout=30)
+    # Taken means answered and recorded: a released handler leaves the hold before it records its call.
+    system.wait_for(
+        "the held submits to be taken",
+        lambda: len(_accepted_prompts(emulator.calls[calls0:])) == LET_THROUGH + IN_FLIGHT,
+        timeout=30,
+    )
     sent_before_retry = _accepted_prompts(emulator.calls[calls0:])
     held = sent_before_retry[LET_THROUGH:]
     assert len(held) == IN_FLIGHT
