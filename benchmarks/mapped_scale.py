@@ -61,13 +61,12 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / TICKS
 
 
-def sessions_cpu_seconds(sessions: set[int]) -> float:
+def _process_times() -> Iterator[tuple[int, int, float, float]]:
     """
-    CPU-seconds spent by every process of these sessions (the deployment's processes, each started in
-    a session of its own), counting their reaped children too: the deployment's own cost, which other
-    work on a shared machine does not blur as it blurs ``/proc/stat``.
+    ``(pid, session id, own CPU-s, reaped children's CPU-s)`` of every process now in ``/proc``.
+
+    A process that exits meanwhile is skipped: its time is in its parent's reaped share.
     """
-    total = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -75,10 +74,18 @@ def sessions_cpu_seconds(sessions: set[int]) -> float:
             with open(f"/proc/{entry}/stat") as stat:
                 rest = stat.read().rsplit(")", 1)[1].split()
         except OSError:
-            continue  # exited meanwhile: its time is in its parent's cutime/cstime
-        if int(rest[3]) in sessions:
-            total += sum(int(x) for x in rest[11:15])  # utime, stime, cutime, cstime
-    return total / TICKS
+            continue
+        # utime + stime, cutime + cstime
+        yield int(entry), int(rest[3]), (int(rest[11]) + int(rest[12])) / TICKS, (int(rest[13]) + int(rest[14])) / TICKS
+
+
+def sessions_cpu_seconds(sessions: set[int]) -> float:
+    """
+    CPU-seconds spent by every process of these sessions (the deployment's processes, each started in
+    a session of its own), counting their reaped children too: the deployment's own cost, which other
+    work on a shared machine does not blur as it blurs ``/proc/stat``.
+    """
+    return sum(own + reaped for _, sid, own, reaped in _process_times() if sid in sessions)
 
 
 def cpu_by_part(parts: dict[str, int]) -> dict[str, float]:
@@ -91,23 +98,12 @@ def cpu_by_part(parts: dict[str, int]) -> dict[str, float]:
     """
     names = {sid: name for name, sid in parts.items()}
     totals = dict.fromkeys([*parts, "tasks"], 0.0)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                rest = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        name = names.get(int(rest[3]))
-        if name is None:
-            continue
-        own, reaped = (int(rest[11]) + int(rest[12])) / TICKS, (int(rest[13]) + int(rest[14])) / TICKS
+    for pid, sid, own, reaped in _process_times():
+        name = names.get(sid)
         if name == "scheduler":
-            leader = int(entry) == parts[name]
-            totals["scheduler" if leader else "tasks"] += own
+            totals["scheduler" if pid == sid else "tasks"] += own
             totals["tasks"] += reaped
-        else:
+        elif name is not None:
             totals[name] += own + reaped
     return totals
 
