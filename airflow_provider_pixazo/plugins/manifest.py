@@ -337,12 +337,14 @@ def warm_up_object_storage() -> None:
 
     The first ``ObjectStoragePath.fs`` in a process imports every installed provider's file system
     (the amazon provider's pulls in boto3): seconds on a small machine, which would otherwise fall on
-    the first gallery page or image someone opens after the api-server starts.
+    the first gallery page or image someone opens after the api-server starts. ``has_fs`` registers
+    them whatever store is already attached: a local path's ``.fs`` may not, once
+    :func:`~airflow_provider_pixazo.storage.attach_local_filesystem` has run.
     """
     try:
-        from airflow.sdk import ObjectStoragePath
+        from airflow.sdk.io import has_fs
 
-        ObjectStoragePath("file:///").fs  # noqa: B018 (the access is the point)
+        has_fs("file")
     except Exception as err:  # the routes then pay it themselves, and report what fails there
         log.info("Pixazo view: object storage not warmed up: %s", type(err).__name__)
 

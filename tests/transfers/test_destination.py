@@ -122,3 +122,25 @@ def test_a_file_store_the_dag_attached_is_kept(tmp_path: Path) -> None:
             _STORE_CACHE.pop(alias, None)
             if store is not None:
                 _STORE_CACHE[alias] = store
+
+
+_FRESH_INTERPRETER_WARM_UP = """
+import sys
+from airflow_provider_pixazo.plugins.manifest import warm_up_object_storage
+from airflow_provider_pixazo.storage import attach_local_filesystem
+attach_local_filesystem()  # a request that resolved a local destination first
+warm_up_object_storage()
+print("airflow.providers.amazon.aws.fs.s3" in sys.modules)
+"""
+
+
+def test_the_view_warm_up_still_registers_every_file_system_after_a_local_attach() -> None:
+    """The api-server's warm-up runs beside its first requests: a local attach must not make it a no-op."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("airflow.providers.amazon")
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_INTERPRETER_WARM_UP], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["True"], done.stderr[-2000:]
