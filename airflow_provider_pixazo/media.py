@@ -15,7 +15,7 @@ import httpx
 
 from airflow_provider_pixazo.exceptions import PixazoValidationError
 from airflow_provider_pixazo.hooks._settings import origin_of
-from airflow_provider_pixazo.storage import require_storage_connection
+from airflow_provider_pixazo.storage import attach_local_filesystem, require_storage_connection
 
 if TYPE_CHECKING:
     from airflow_provider_pixazo.hooks._settings import ConnectionSettings
@@ -94,6 +94,8 @@ def image_to_reference(
     conn_id = require_storage_connection(conn_parameter, conn_id)
     # Imported here: ObjectStoragePath pulls in fsspec, which a DAG file parse should not pay for.
     from airflow.sdk import ObjectStoragePath
+
+    attach_local_filesystem()  # a local image is read without Airflow importing every provider's file system
 
     try:
         path = source if isinstance(source, ObjectStoragePath) else ObjectStoragePath(_as_uri(source), conn_id=conn_id)

@@ -127,3 +127,29 @@ def test_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PixazoValidationError) as info:
         image_to_reference(str(tmp_path), parameter="images[0]")
     assert info.value.parameter == "images[0]"
+
+
+_FRESH_INTERPRETER_READ = """
+import sys
+from airflow_provider_pixazo.media import image_to_reference
+reference = image_to_reference(sys.argv[1], parameter="images[0]")
+print(reference.split(",", 1)[0], "airflow.providers.amazon.aws.fs.s3" in sys.modules)
+"""
+
+
+def test_a_local_image_is_read_without_importing_every_providers_file_system(tmp_path: Path) -> None:
+    """Airflow's ``get_fs`` imports every provider's file system first (boto3 with the amazon one)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("airflow.providers.amazon")  # the module that would be imported
+    path = _png(tmp_path / "in.png")
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_INTERPRETER_READ, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    # The last line: Airflow 3.2 logs to stdout on the way.
+    assert done.stdout.splitlines()[-1:] == ["data:image/png;base64 False"], (done.stdout[-2000:], done.stderr[-2000:])

@@ -279,11 +279,12 @@ def _coerce(name: str, value: Any) -> Any:
 def _read_prompts_file(uri: Any, conn_id: Any) -> list[Any]:
     from airflow.sdk import ObjectStoragePath
 
-    from airflow_provider_pixazo.storage import require_storage_connection
+    from airflow_provider_pixazo.storage import attach_local_filesystem, require_storage_connection
 
     if not isinstance(uri, str) and not isinstance(uri, ObjectStoragePath):
         raise PixazoValidationError("prompts_uri", uri, "the URI of a JSONL or CSV file (file://, s3://, ...)")
     conn_id = require_storage_connection("prompts_conn_id", conn_id)
+    attach_local_filesystem()  # a local file is read without Airflow importing every provider's file system
     text_uri = str(uri).strip()
     try:
         path = uri if isinstance(uri, ObjectStoragePath) else ObjectStoragePath(text_uri, conn_id=conn_id)
